@@ -1,0 +1,186 @@
+"""The benchmark grid: requests x methods x seeds, written to ``results.jsonl`` and resumable.
+
+For every (request, seed) the original model (trained on all training data) and the oracle
+(trained on D_r with the same recipe and seed) come from the checkpoint cache, so a repeated
+benchmark trains neither again. Each finished (request, method, seed) row is appended to
+``results.jsonl`` at once; a rerun with the same output folder skips rows already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from unlearnkit.data import Dataset, default_cache_dir, load_dataset
+from unlearnkit.methods import get_method, unlearn
+from unlearnkit.metrics import evaluate, gap_to_oracle
+from unlearnkit.runtime import resolve_device
+from unlearnkit.tasks import DeviceSplits, ForgetRequest, make_request, place
+from unlearnkit.train import TrainJob, TrainRecipe, default_recipe, train_cached
+
+REFERENCE_METHODS = ("original", "retrain")
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark grid. ``hparams`` maps a method name to its hyperparameter overrides."""
+
+    dataset: str
+    model: str
+    tasks: list[str]
+    methods: list[str]
+    seeds: int = 1
+    out: Path = Path("runs/bench")
+    data_root: Path | None = None
+    device: str = "auto"
+    recipe: TrainRecipe | None = None
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache_dir: Path | None = None
+
+    def validate(self) -> None:
+        for name in self.methods:
+            get_method(name)  # raises with the list of valid names
+        for name in self.hparams:
+            if name not in self.methods:
+                raise ValueError(f"hyperparameters were given for {name!r}, which is not among --methods {self.methods}")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1; got {self.seeds}")
+
+
+def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[str, Any]]:
+    """Run the grid and return every row of ``config.out/results.jsonl`` (old and new)."""
+    config.validate()
+    console = console or Console(quiet=True)
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset, config.data_root, config.cache_dir)
+    recipe = config.recipe or default_recipe(config.dataset)
+    results_path = Path(config.out) / "results.jsonl"
+    rows = read_results(results_path)
+    done = {_row_id(r) for r in rows}
+    requests = [make_request(dataset, task, seed=0) for task in config.tasks]  # validate every task first
+    with _progress(console) as progress:
+        for request in requests:
+            for seed in range(config.seeds):
+                if seed > 0 and request.kind == "random":
+                    request = make_request(dataset, request.spec, seed=seed)
+                pending = [m for m in ("original", "retrain", *config.methods) if _id(config, request, m, seed) not in done]
+                if not pending:
+                    continue
+                new_rows = _run_cell(config, dataset, request, seed, recipe, device, pending, progress)
+                for row in new_rows:
+                    append_result(results_path, row)
+                rows.extend(new_rows)
+    return rows
+
+
+def _run_cell(
+    config: BenchConfig,
+    dataset: Dataset,
+    request: ForgetRequest,
+    seed: int,
+    recipe: TrainRecipe,
+    device: torch.device,
+    pending: list[str],
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    splits = place(request, device)
+    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    original, original_meta = _train(config, dataset, request, np.arange(len(dataset.train)), recipe, seed, splits, cache, progress, "original")
+    oracle, oracle_meta = _train(config, dataset, request, request.retain_idx, recipe, seed, splits, cache, progress, "oracle")
+    oracle_metrics = evaluate(oracle, request, splits)
+    base = {"dataset": config.dataset, "model": config.model, "task": request.spec, "request": request.key(), "seed": seed, "device": device.type}
+    rows = []
+    for method in pending:
+        if method == "original":
+            metrics, time_s, extra = evaluate(original, request, splits), original_meta["time_s"], {"cached": original_meta["cached"]}
+        elif method == "retrain":
+            metrics, time_s, extra = oracle_metrics, oracle_meta["time_s"], {"cached": oracle_meta["cached"]}
+        else:
+            task = progress.add_task(f"{method} (seed {seed})", total=None)
+            unlearned, record = unlearn(original, request, method, seed=seed, device=device, recipe=recipe, splits=splits, **config.hparams.get(method, {}))
+            progress.remove_task(task)
+            metrics, time_s = evaluate(unlearned, request, splits), record.time_s
+            extra = {"hparams": record.hparams, "steps": record.steps, "access": record.access}
+        rows.append(base | {"method": method} | metrics | {"gap": gap_to_oracle(metrics, oracle_metrics), "time_s": time_s} | {"hparams": {}} | extra)
+    return rows
+
+
+def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):
+    job = TrainJob(dataset, config.model, train_idx, request.train_labels, request.label_space, recipe, seed)
+    task = progress.add_task(f"train {role} (seed {seed})", total=recipe.epochs)
+    model, meta = train_cached(
+        job,
+        splits.train,
+        cache_dir=cache,
+        test_images=splits.test,
+        test_idx=request.test_retain_idx,
+        progress=lambda done, total, loss: progress.update(task, completed=done),
+    )
+    progress.remove_task(task)
+    return model, meta
+
+
+def _id(config: BenchConfig, request: ForgetRequest, method: str, seed: int) -> tuple:
+    return (config.dataset, config.model, request.spec, method, seed)
+
+
+def _row_id(row: dict[str, Any]) -> tuple:
+    return (row["dataset"], row["model"], row["task"], row["method"], row["seed"])
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results file; a torn last line (a crash mid-write) is dropped, not fatal."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def append_result(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON row and flush it to disk, so a crash loses at most the row being written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(row, default=_jsonable) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def environment() -> dict[str, str]:
+    """Where a benchmark ran (written next to the results)."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return {"python": platform.python_version(), "torch": torch.__version__, "gpu": gpu, "cpus": str(os.cpu_count())}
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=console.quiet) as progress:
+        yield progress
+
+
+def with_epochs(recipe: TrainRecipe, epochs: int | None) -> TrainRecipe:
+    return recipe if epochs is None else replace(recipe, epochs=epochs)

@@ -1,0 +1,103 @@
+"""Checkpoints: safetensors weights plus a JSON sidecar, written atomically.
+
+No pickle is involved anywhere, so loading a checkpoint from someone else cannot run code.
+The sidecar (``<name>.json`` next to ``<name>.safetensors``) records how to rebuild the model
+(``model_spec``), the training config, a data fingerprint and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not fit the model."""
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def sidecar_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Save ``tensors`` as safetensors, then the sidecar: a sidecar present means the pair is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_json(sidecar_path(path), meta)
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Save a model's ``state_dict`` and ``meta`` (must be JSON-serialisable) at ``path``."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    save_tensors(path, dict(model.state_dict()), meta or {})
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    side = sidecar_path(Path(path).with_suffix(".safetensors"))
+    if not side.exists():
+        raise CheckpointError(f"checkpoint sidecar {side} is missing (an interrupted save?); re-create the checkpoint")
+    return json.loads(side.read_text())
+
+
+def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load weights saved by :func:`save_checkpoint` into ``model``; return the sidecar."""
+    path = Path(path).with_suffix(".safetensors")
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    meta = read_sidecar(path)
+    state = load_file(str(path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {err}") from err
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a toolkit model from a checkpoint's ``model_spec`` and load its weights."""
+    from unlearnkit.models import build_model
+
+    meta = read_sidecar(path)
+    spec = meta.get("model_spec")
+    if not spec:
+        raise CheckpointError(f"{path} has no model_spec in its sidecar; build the model yourself and call load_state")
+    model = build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
+    load_state(model, path)
+    return model.to(device), meta

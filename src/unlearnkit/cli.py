@@ -1,0 +1,142 @@
+"""The command line: parses, calls the API, prints. ``unlearnkit --help`` lists the commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from unlearnkit.bench import BenchConfig, environment, run_bench, with_epochs
+from unlearnkit.checkpoint import CheckpointError
+from unlearnkit.data import DataError, available_datasets, dataset_info
+from unlearnkit.methods import METHODS, MethodError
+from unlearnkit.metrics import METRICS
+from unlearnkit.models import MODELS, ModelError
+from unlearnkit.report import results_table
+from unlearnkit.tasks import REQUEST_KINDS, RequestError
+from unlearnkit.train import NonFiniteLossError, default_recipe
+
+app = typer.Typer(help="Machine unlearning for image classifiers: unlearn, compare, audit.", no_args_is_help=True)
+console = Console()
+USER_ERRORS = (DataError, RequestError, MethodError, ModelError, CheckpointError, NonFiniteLossError, ValueError)
+
+
+class DeviceChoice(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(code=2)
+
+
+def _parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ft.lr=0.1", "ga.epochs=3"]`` -> ``{"ft": {"lr": "0.1"}, "ga": {"epochs": "3"}}``."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise MethodError(f"--hparam {item!r} must look like METHOD.NAME=VALUE, e.g. ft.lr=0.05")
+        parsed.setdefault(method, {})[name] = value
+    return parsed
+
+
+def _run_and_print(config: BenchConfig) -> None:
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
+    rows = run_bench(config, console)
+    console.print(results_table(rows, title=f"{config.dataset} / {config.model}"))
+    console.print(f"results: {config.out / 'results.jsonl'}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder for results.jsonl.")] = Path("runs/demo"),
+    device: Annotated[DeviceChoice, typer.Option(help="auto, cpu or cuda.")] = DeviceChoice.auto,
+) -> None:
+    """Forget one digit class with every registered method on the embedded digits data (small CNN)."""
+    config = BenchConfig(
+        dataset="digits",
+        model="cnn",
+        tasks=["class:3"],
+        methods=[m for m in sorted(METHODS) if m != "retrain"],
+        out=out,
+        device=device.value,
+    )
+    try:
+        _run_and_print(config)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command()
+def bench(
+    dataset: Annotated[str, typer.Option(help="A registered dataset (see `unlearnkit list`).")] = "digits",
+    model: Annotated[str, typer.Option(help="A registered model.")] = "cnn",
+    task: Annotated[list[str], typer.Option(help="class:NAME[,NAME] or random:FRACTION|COUNT; repeatable.")] = ["class:0"],  # noqa: B006
+    methods: Annotated[str, typer.Option(help="Comma-separated method names (original and retrain rows are always added).")] = "ft,ga,rl,neggrad+",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds 0..N-1.")] = 1,
+    out: Annotated[Path, typer.Option(help="Output folder; results.jsonl is appended and resumed.")] = Path("runs/bench"),
+    data_root: Annotated[Path | None, typer.Option(help="Where the dataset files are.")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="auto, cpu or cuda.")] = DeviceChoice.auto,
+    epochs: Annotated[int | None, typer.Option(help="Override the epochs of the original/oracle recipe.")] = None,
+    hparam: Annotated[list[str], typer.Option(help="METHOD.NAME=VALUE hyperparameter override; repeatable.")] = [],  # noqa: B006
+    cache_dir: Annotated[Path | None, typer.Option(help="Checkpoint/data cache (default ~/.cache/unlearnkit).")] = None,
+) -> None:
+    """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
+    try:
+        names = [m.strip() for m in methods.split(",") if m.strip() and m.strip() not in ("original", "retrain")]
+        config = BenchConfig(
+            dataset=dataset,
+            model=model,
+            tasks=list(task),
+            methods=names,
+            seeds=seeds,
+            out=out,
+            data_root=data_root,
+            device=device.value,
+            recipe=with_epochs(default_recipe(dataset), epochs),
+            hparams=_parse_hparams(hparam),
+            cache_dir=cache_dir,
+        )
+        if model not in MODELS:
+            raise ModelError(f"unknown model {model!r}; registered models: {', '.join(sorted(MODELS))}")
+        _run_and_print(config)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command("list")
+def list_registered() -> None:
+    """Show the registered datasets, models, tasks, methods and metrics."""
+    table = Table(title="unlearnkit registry", show_lines=False)
+    table.add_column("Kind")
+    table.add_column("Name")
+    table.add_column("Description")
+    for name in available_datasets():
+        table.add_row("dataset", name, dataset_info(name).description)
+    for name, info in sorted(MODELS.items()):
+        table.add_row("model", name, info.description)
+    for kind, (_, usage) in sorted(REQUEST_KINDS.items()):
+        table.add_row("task", kind, usage)
+    for name, cls in sorted(METHODS.items()):
+        table.add_row("method", name, f"{cls.summary} [needs: {cls.needs.describe()}]")
+    for name, info in sorted(METRICS.items()):
+        table.add_row("metric", name, f"{', '.join(info.keys)}: {info.description}")
+    table.add_row("metric", "gap", "mean |Δ| to the retrained oracle over UA, RA, TA, MIA (TARF)")
+    table.add_row("metric", "time", "wall-clock seconds of the method (training time for original/oracle)")
+    console.print(table)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

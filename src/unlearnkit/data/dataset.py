@@ -1,0 +1,128 @@
+"""The one in-memory dataset type every loader returns.
+
+Images are kept as uint8 ``N x C x H x W`` numpy arrays so that a whole dataset can be moved to
+an accelerator once and batched there (see :mod:`unlearnkit.data.batches`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A dataset is missing, malformed or used with an invalid argument."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """One split (train or test) of an image classification dataset.
+
+    Attributes:
+        images: uint8 array ``(N, C, H, W)``.
+        labels: int64 array ``(N,)`` of fine labels in ``[0, len(class_names))``.
+        class_names: names of the fine classes, indexed by label.
+        coarse_labels: optional int64 array ``(N,)`` of superclass labels.
+        coarse_names: names of the superclasses, when ``coarse_labels`` is given.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    coarse_labels: np.ndarray | None = None
+    coarse_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise DataError(
+                f"images must be a uint8 array of shape (N, C, H, W); got dtype {self.images.dtype} "
+                f"and shape {self.images.shape}"
+            )
+        if self.labels.shape != (len(self.images),):
+            raise DataError(
+                f"labels must have shape ({len(self.images)},) to match the images; got {self.labels.shape}"
+            )
+        object.__setattr__(self, "labels", self.labels.astype(np.int64, copy=False))
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DataError(
+                f"labels must lie in [0, {len(self.class_names)}) for {len(self.class_names)} class names; "
+                f"found range [{self.labels.min()}, {self.labels.max()}]"
+            )
+        if (self.coarse_labels is None) != (self.coarse_names is None):
+            raise DataError("coarse_labels and coarse_names must be given together")
+        if self.coarse_labels is not None:
+            object.__setattr__(self, "coarse_labels", self.coarse_labels.astype(np.int64, copy=False))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """A short content hash of images, labels and names (cache keys, checkpoint sidecars)."""
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.images).tobytes())
+        digest.update(self.labels.tobytes())
+        digest.update("\x1f".join(self.class_names).encode())
+        if self.coarse_labels is not None:
+            digest.update(self.coarse_labels.tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: a train and a test split sharing one label space.
+
+    ``source`` says where the arrays came from (a path, "scikit-learn", a JPEG archive...), so that
+    results can tell e.g. CIFAR-10 from its JPEG re-encoding.
+    """
+
+    name: str
+    train: ImageData
+    test: ImageData
+    source: str = ""
+    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.train.class_names != self.test.class_names:
+            raise DataError(f"{self.name}: train and test splits have different class names")
+        if self.train.image_shape != self.test.image_shape:
+            raise DataError(
+                f"{self.name}: train images are {self.train.image_shape} but test images are "
+                f"{self.test.image_shape}"
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.train.image_shape
+
+    def fingerprint(self) -> str:
+        """Content hash of both splits, computed once (hashing CIFAR takes ~0.3 s)."""
+        if not self._fingerprint:
+            self._fingerprint.append(
+                hashlib.sha256((self.train.fingerprint() + self.test.fingerprint()).encode()).hexdigest()[:16]
+            )
+        return self._fingerprint[0]
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images in [0, 1] (for model input normalisation)."""
+        pixels = self.train.images.astype(np.float32) / 255.0
+        mean = pixels.mean(axis=(0, 2, 3))
+        std = pixels.std(axis=(0, 2, 3)) + 1e-6
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)

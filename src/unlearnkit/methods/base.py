@@ -1,0 +1,202 @@
+"""The method protocol: declared data access, typed hyperparameters, a registry.
+
+A method is a class registered by name with a ``Params`` dataclass (defaults from the spec) and
+an ``Access`` declaration. The runner (:func:`unlearnkit.methods.unlearn`) hands it a
+:class:`Granted` bundle holding only the data it declared; reading anything else raises
+:class:`AccessError`, so a method cannot silently peek at the retain set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from unlearnkit.data import NO_AUGMENT, Augment, DeviceImages
+from unlearnkit.train import NonFiniteLossError, TrainRecipe
+
+
+class AccessError(PermissionError):
+    """A method read data it did not declare in ``needs``."""
+
+
+class MethodError(ValueError):
+    """An unknown method or a bad hyperparameter."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a method may see: the forget set, the retain set, and which fraction of the latter."""
+
+    forget: bool = False
+    retain: bool = False
+    retain_fraction: float = 1.0
+
+    def describe(self) -> str:
+        parts = ["forget" if self.forget else "", "retain" if self.retain else ""]
+        text = " + ".join(p for p in parts if p) or "none"
+        if self.retain and self.retain_fraction < 1:
+            text += f" ({self.retain_fraction:.0%} of retain)"
+        return text
+
+
+@dataclass(frozen=True)
+class Split:
+    """A granted index set of a device-resident split, with the dataset's training augmentation."""
+
+    images: DeviceImages
+    indices: np.ndarray
+    augment: Augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        shuffle: bool = True,
+        augment: bool = True,
+        labels: torch.Tensor | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(x, y, idx)`` batches; x is channels_last on CUDA. ``labels`` overrides y by dataset index."""
+        for x, y, idx in self.images.batches(
+            self.indices,
+            batch_size,
+            shuffle=shuffle,
+            augment=self.augment if augment else NO_AUGMENT,
+            generator=generator,
+            labels=labels,
+        ):
+            if x.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y, idx
+
+
+@dataclass
+class Granted:
+    """The data and context a method receives. ``forget``/``retain`` exist only if declared."""
+
+    method: str
+    original: nn.Module
+    num_classes: int
+    device: torch.device
+    seed: int
+    recipe: TrainRecipe
+    generator: torch.Generator
+    forget_split: Split | None = None
+    retain_split: Split | None = None
+
+    @property
+    def forget(self) -> Split:
+        if self.forget_split is None:
+            raise AccessError(f"method {self.method!r} did not declare access to the forget set")
+        return self.forget_split
+
+    @property
+    def retain(self) -> Split:
+        if self.retain_split is None:
+            raise AccessError(f"method {self.method!r} did not declare access to the retain set")
+        return self.retain_split
+
+
+class LossGuard:
+    """Sums a method's losses on the device and checks them once per epoch (no per-step sync)."""
+
+    def __init__(self, method: str, device: torch.device):
+        self.method = method
+        self.total = torch.zeros((), device=device)
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss.detach().float()
+        self.steps += 1
+
+    def check(self, epoch: int, hint: str = "lower its learning rate") -> float:
+        value = self.total.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"{self.method}: the loss became {value} in epoch {epoch}; {hint}. The original model is unchanged."
+            )
+        self.total.zero_()
+        return value
+
+
+class Method:
+    """Base class: subclasses set ``needs``, a ``Params`` dataclass and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[Access] = Access()
+    Params: ClassVar[type] = dataclass(type("Params", (), {}))
+    summary: ClassVar[str] = ""
+
+    def access(self, params: Any) -> Access:
+        """The access of this run (a method may take its retain fraction from ``params``)."""
+        return self.needs
+
+    def run(self, model: nn.Module, data: Granted, params: Any) -> dict[str, Any]:
+        """Unlearn in place on ``model``; return extra record fields (e.g. ``steps``)."""
+        raise NotImplementedError
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(name: str):
+    """Class decorator registering a :class:`Method` under ``name``."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def make_params(method: type[Method], overrides: dict[str, Any]) -> Any:
+    """``method.Params`` with ``overrides`` applied; strings (from the CLI) are converted to the field type."""
+    fields = {f.name: f for f in dataclasses.fields(method.Params)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise MethodError(
+            f"{method.name} has no hyperparameter {', '.join(unknown)}; valid: {', '.join(fields) or '(none)'}"
+        )
+    hints = typing.get_type_hints(method.Params)
+    converted = {key: _convert(method.name, key, value, hints[key]) for key, value in overrides.items()}
+    return method.Params(**converted)
+
+
+def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    target = hint
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        target = next((a for a in typing.get_args(hint) if a is not type(None)), str)
+    try:
+        if target is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        if typing.get_origin(target) is tuple:
+            inner = typing.get_args(target)[0]
+            return tuple(inner(v) for v in value.split(",") if v)
+        return target(value)
+    except (TypeError, ValueError):
+        raise MethodError(f"{method}.{key} must be of type {getattr(target, '__name__', target)}; got {value!r}") from None

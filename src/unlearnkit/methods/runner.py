@@ -1,0 +1,125 @@
+"""``unlearn(model, request, method)``: the one entry point that runs any registered method."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from unlearnkit.methods.base import Access, Granted, Split, get_method, make_params
+from unlearnkit.models import as_classifier
+from unlearnkit.runtime import cpu_generator, resolve_device, seed_everything, to_device
+from unlearnkit.tasks import DeviceSplits, ForgetRequest, place
+from unlearnkit.train import TrainRecipe, default_recipe
+
+
+@dataclass
+class UnlearnRecord:
+    """What a method run did: its name, hyperparameters, wall-clock time and step count."""
+
+    method: str
+    hparams: dict[str, Any]
+    time_s: float
+    seed: int
+    access: str
+    steps: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def unlearn(
+    model: nn.Module,
+    request: ForgetRequest,
+    method: str,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    recipe: TrainRecipe | None = None,
+    splits: DeviceSplits | None = None,
+    **hparams: Any,
+) -> tuple[nn.Module, UnlearnRecord]:
+    """Unlearn ``request`` from ``model`` with a registered method; the given model is not modified.
+
+    Args:
+        model: a toolkit model or any classifier ending in ``nn.Linear`` (wrapped by the adapter).
+        request: the forget request (:func:`unlearnkit.tasks.make_request`).
+        method: a registered name (``unlearnkit list`` shows them).
+        seed: seeds the method's randomness (batch order, random labels, subsets).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        recipe: the original model's training recipe (used by ``retrain``); defaults to the
+            dataset's default recipe.
+        splits: the request's data already on ``device`` (reuse across many calls).
+        **hparams: overrides of the method's ``Params`` fields.
+
+    Returns:
+        The unlearned model (a copy) and an :class:`UnlearnRecord`.
+    """
+    method_cls = get_method(method)
+    params = make_params(method_cls, hparams)
+    runner = method_cls()
+    target = resolve_device(device)
+    splits = splits if splits is not None else place(request, target)
+    original = to_device(as_classifier(model), target)
+    unlearned = copy.deepcopy(original)
+    access = runner.access(params)
+    seed_everything(seed)
+    granted = _grant(access, method, original, request, splits, seed, recipe or default_recipe(request.dataset.name))
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    start = time.perf_counter()
+    extra = runner.run(unlearned, granted, params) or {}
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    elapsed = time.perf_counter() - start
+    unlearned.eval()
+    record = UnlearnRecord(
+        method=method,
+        hparams=dataclasses.asdict(params),
+        time_s=elapsed,
+        seed=seed,
+        access=access.describe(),
+        steps=extra.pop("steps", None),
+        extra=extra,
+    )
+    return unlearned, record
+
+
+def _grant(
+    access: Access,
+    method: str,
+    original: nn.Module,
+    request: ForgetRequest,
+    splits: DeviceSplits,
+    seed: int,
+    recipe: TrainRecipe,
+) -> Granted:
+    augment = recipe.augment_for(request.dataset.name)
+    granted = Granted(
+        method=method,
+        original=original,
+        num_classes=request.num_classes,
+        device=splits.train.device,
+        seed=seed,
+        recipe=recipe,
+        generator=cpu_generator(seed),
+    )
+    if access.forget:
+        granted.forget_split = Split(splits.train, request.forget_idx, augment)
+    if access.retain:
+        granted.retain_split = Split(splits.train, retain_subset(request.retain_idx, access.retain_fraction, seed), augment)
+    return granted
+
+
+def retain_subset(retain_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded uniform ``fraction`` of the retain indices (all of them at 1.0)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"retain fraction must lie in (0, 1]; got {fraction}")
+    if fraction == 1:
+        return retain_idx
+    count = max(1, round(fraction * len(retain_idx)))
+    return np.sort(np.random.default_rng(seed).choice(retain_idx, size=count, replace=False))

@@ -1,0 +1,69 @@
+"""Results tables: mean and standard deviation over seeds, the oracle as reference row."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+COLUMNS = (
+    ("forget_acc", "Forget acc"),
+    ("retain_acc", "Retain acc"),
+    ("test_acc", "Test acc"),
+    ("mia", "MIA-eff."),
+    ("gap", "Gap"),
+    ("time_s", "Time (s)"),
+)
+
+
+def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
+    """``{(task, method): {metric: (mean, std, n)}}`` over seeds; reference rows come first."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[(row["task"], row["method"])].append(row)
+    order = sorted(grouped, key=lambda k: (k[0], _method_rank(k[1]), k[1]))
+    summary = {}
+    for key in order:
+        values = {}
+        for metric, _ in COLUMNS:
+            series = np.array([r[metric] for r in grouped[key] if r.get(metric) is not None], dtype=float)
+            values[metric] = (float(series.mean()), float(series.std(ddof=0)), len(series)) if len(series) else (float("nan"), 0.0, 0)
+        summary[key] = values
+    return summary
+
+
+def _method_rank(method: str) -> int:
+    return {"original": 0, "retrain": 1}.get(method, 2)
+
+
+def _cell(mean: float, std: float, n: int, digits: int = 2) -> str:
+    if n == 0 or np.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def results_table(rows: list[dict[str, Any]], title: str = "Results") -> Table:
+    """A rich table: one row per (task, method), the oracle (``retrain``) as reference."""
+    table = Table(title=title, caption="accuracies and MIA in %, Gap = mean |Δ| to retrain over UA, RA, TA, MIA")
+    table.add_column("Task", no_wrap=True)
+    table.add_column("Method", no_wrap=True)
+    for _, header in COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for (task, method), values in summarise(rows).items():
+        label = {"retrain": "retrain (oracle)", "original": "original"}.get(method, method)
+        style = "bold" if method == "retrain" else ("dim" if method == "original" else None)
+        table.add_row(task, label, *(_cell(*values[m]) for m, _ in COLUMNS), style=style)
+    return table
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The same table as Markdown (for benchmarks/RESULTS.md)."""
+    header = "| Task | Method | " + " | ".join(h for _, h in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for (task, method), values in summarise(rows).items():
+        label = "**retrain (oracle)**" if method == "retrain" else method
+        lines.append(f"| {task} | {label} | " + " | ".join(_cell(*values[m]) for m, _ in COLUMNS) + " |")
+    return "\n".join(lines)

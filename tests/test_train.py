@@ -1,0 +1,95 @@
+"""The trainer, its checkpoint cache and crash-resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import CPU, TINY_RECIPE
+
+from unlearnkit.data import NO_AUGMENT
+from unlearnkit.models import build_model
+from unlearnkit.tasks import place
+from unlearnkit.train import NonFiniteLossError, TrainJob, TrainRecipe, lr_at, train, train_cached
+
+
+def fresh_model(dataset, seed=0):
+    torch.manual_seed(seed)
+    mean, std = dataset.channel_stats()
+    return build_model("mlp", dataset.num_classes, dataset.image_shape, mean, std)
+
+
+def flat(model):
+    return torch.cat([t.detach().flatten().float() for t in model.state_dict().values()])
+
+
+def test_one_cycle_schedule_rises_then_falls():
+    recipe = TrainRecipe(warmup_frac=0.2, start_lr_frac=0.1, final_lr_frac=0.0)
+    values = [lr_at(s, 100, recipe) for s in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[20] == pytest.approx(1.0)
+    assert values[100] == pytest.approx(0.0, abs=1e-9)
+    assert all(a <= b for a, b in zip(values[:20], values[1:21], strict=True)) and all(a >= b for a, b in zip(values[20:], values[21:], strict=False))
+
+
+def test_training_learns_and_is_reproducible(small_digits, class_3):
+    images = place(class_3, CPU).train
+    idx = np.arange(len(small_digits.train))
+    models = [fresh_model(small_digits) for _ in range(2)]
+    stats = [train(m, images, idx, TINY_RECIPE, seed=1, augment=NO_AUGMENT) for m in models]
+    assert stats[0].history[-1] < stats[0].history[0] / 3
+    assert torch.equal(flat(models[0]), flat(models[1]))
+
+
+def test_nan_loss_raises(small_digits, class_3):
+    images = place(class_3, CPU).train
+    with pytest.raises(NonFiniteLossError, match="lower the learning rate"):
+        train(fresh_model(small_digits), images, np.arange(100), replace(TINY_RECIPE, lr=1e30, epochs=3), seed=0, augment=NO_AUGMENT)
+
+
+def test_interrupted_training_resumes_exactly(small_digits, class_3, tmp_path):
+    images = place(class_3, CPU).train
+    idx = np.arange(len(small_digits.train))
+    recipe = replace(TINY_RECIPE, epochs=6)
+    reference = fresh_model(small_digits)
+    train(reference, images, idx, recipe, seed=2, augment=NO_AUGMENT)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_three(done, total, loss):
+        if done == 3:
+            raise Crash
+
+    partial = tmp_path / "run.partial.safetensors"
+    with pytest.raises(Crash):
+        train(fresh_model(small_digits), images, idx, recipe, seed=2, augment=NO_AUGMENT, progress=crash_after_three, resume_path=partial, checkpoint_every_s=0)
+    assert partial.exists()
+    resumed = fresh_model(small_digits, seed=99)  # different init: everything must come from the checkpoint
+    stats = train(resumed, images, idx, recipe, seed=2, augment=NO_AUGMENT, resume_path=partial)
+    assert stats.resumed_from_epoch == 2  # the save after epoch 2 is the last before the crash at 3
+    torch.testing.assert_close(flat(resumed), flat(reference))
+
+
+def test_cache_reuses_the_trained_model(small_digits, class_3, tmp_path):
+    splits = place(class_3, CPU)
+    job = TrainJob(small_digits, "mlp", class_3.retain_idx, class_3.train_labels, "fine", replace(TINY_RECIPE, epochs=2), seed=0)
+    first, meta = train_cached(job, splits.train, cache_dir=tmp_path, test_images=splits.test, test_idx=class_3.test_retain_idx)
+    second, meta2 = train_cached(job, splits.train, cache_dir=tmp_path)
+    assert not meta["cached"] and meta2["cached"]
+    assert torch.equal(flat(first), flat(second))
+    assert meta2["test_acc"] == meta["test_acc"] and meta2["data_fingerprint"] == small_digits.fingerprint()
+    assert len(list((tmp_path / "models").glob("*.safetensors"))) == 1  # the partial file was removed
+
+
+def test_cache_key_depends_on_what_determines_the_model(small_digits, class_3):
+    base = TrainJob(small_digits, "mlp", class_3.retain_idx, class_3.train_labels, "fine", TINY_RECIPE, seed=0)
+    variants = [
+        replace(base, seed=1),
+        replace(base, train_idx=class_3.forget_idx),
+        replace(base, recipe=replace(TINY_RECIPE, lr=0.2)),
+        replace(base, model_name="cnn"),
+    ]
+    assert len({base.key(), *(v.key() for v in variants)}) == 5
+    assert replace(base, recipe=replace(TINY_RECIPE, compile=True)).key() == base.key()
