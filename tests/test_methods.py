@@ -149,3 +149,32 @@ def test_user_classifier_is_adapted(small_digits, class_3, splits):
     user_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     unlearned, _ = unlearn(user_model, class_3, "rl", device=CPU, splits=splits, epochs=2)
     assert unlearned.features(torch.zeros(2, 1, 8, 8)).shape == (2, 32)
+
+
+def test_model_that_does_not_fit_the_request_is_refused(class_3, splits):
+    from unlearnkit.models import ModelError
+
+    wrong_outputs = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    with pytest.raises(ModelError, match="5 outputs.*10 classes"):
+        unlearn(wrong_outputs, class_3, "ft", device=CPU, splits=splits)
+    wrong_input = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(ModelError, match=r"does not accept digits images of shape \(1, 8, 8\)"):
+        unlearn(wrong_input, class_3, "ft", device=CPU, splits=splits)
+
+
+def test_neggrad_anchor_gradient_matches_autograd(original):
+    from unlearnkit.methods.common import frozen_copy, squared_distance
+    from unlearnkit.methods.neggrad_plus import add_anchor_gradient
+
+    anchor = frozen_copy(original)
+    moved = frozen_copy(original)
+    for p in moved.parameters():
+        p.requires_grad_(True)
+        p.data.add_(torch.randn_like(p) * 0.01)
+    (0.5 * 0.3 * squared_distance(moved, anchor)).backward()
+    expected = [p.grad.clone() for p in moved.parameters()]
+    for p in moved.parameters():
+        p.grad.zero_()
+    add_anchor_gradient(moved, anchor, 0.3)
+    for p, g in zip(moved.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g)

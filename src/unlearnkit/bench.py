@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
-from unlearnkit.methods import get_method, unlearn
+from unlearnkit.methods import get_method, make_params, unlearn
 from unlearnkit.metrics import evaluate, gap_to_oracle
 from unlearnkit.runtime import resolve_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, make_request, place
@@ -51,9 +51,10 @@ class BenchConfig:
     def validate(self) -> None:
         for name in self.methods:
             get_method(name)  # raises with the list of valid names
-        for name in self.hparams:
+        for name, overrides in self.hparams.items():
             if name not in self.methods:
                 raise ValueError(f"hyperparameters were given for {name!r}, which is not among --methods {self.methods}")
+            make_params(get_method(name), overrides)  # a typo fails now, not after training
         if self.seeds < 1:
             raise ValueError(f"--seeds must be at least 1; got {self.seeds}")
 
@@ -156,9 +157,18 @@ def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append one JSON row and flush it to disk, so a crash loses at most the row being written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        handle.write(json.dumps(row, default=_jsonable) + "\n")
+        handle.write(json.dumps(_finite(row), default=_jsonable, allow_nan=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf (e.g. forgotten-class test accuracy of a random request) become null: strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:

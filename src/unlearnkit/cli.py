@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from unlearnkit.bench import BenchConfig, environment, run_bench, with_epochs
@@ -24,6 +25,8 @@ from unlearnkit.train import NonFiniteLossError, default_recipe
 
 app = typer.Typer(help="Machine unlearning for image classifiers: unlearn, compare, audit.", no_args_is_help=True)
 console = Console()
+if not console.is_terminal:  # logs and pipes: keep table rows on one line instead of 80 columns
+    console = Console(width=160)
 USER_ERRORS = (DataError, RequestError, MethodError, ModelError, CheckpointError, NonFiniteLossError, ValueError)
 
 
@@ -34,7 +37,7 @@ class DeviceChoice(StrEnum):
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -129,7 +132,7 @@ def list_registered() -> None:
     for kind, (_, usage) in sorted(REQUEST_KINDS.items()):
         table.add_row("task", kind, usage)
     for name, cls in sorted(METHODS.items()):
-        table.add_row("method", name, f"{cls.summary} [needs: {cls.needs.describe()}]")
+        table.add_row("method", name, escape(f"{cls.summary} [needs: {cls.needs.describe()}]"))
     for name, info in sorted(METRICS.items()):
         table.add_row("metric", name, f"{', '.join(info.keys)}: {info.description}")
     table.add_row("metric", "gap", "mean |Δ| to the retrained oracle over UA, RA, TA, MIA (TARF)")

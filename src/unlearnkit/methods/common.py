@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from unlearnkit.methods.base import Granted, LossGuard, Split
+from unlearnkit.runtime import autocast
+
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SGDParams:
+    """The OPTML unlearning optimiser settings (spec 6.1); methods override the defaults they change."""
+
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
 
 
 def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
@@ -17,6 +35,29 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def sgd_passes(method: str, model: nn.Module, data: Granted, params: SGDParams, passes: Sequence[tuple[Split, BatchLoss]]) -> int:
+    """Each epoch, one SGD pass over each ``(split, loss)`` in order; returns the number of steps.
+
+    The loss is checked for NaN/inf once per epoch (:class:`LossGuard`).
+    """
+    optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
+    guard = LossGuard(method, data.device)
+    model.train()
+    for epoch in range(params.epochs):
+        for split, batch_loss in passes:
+            for x, y, _ in split.batches(params.batch_size, data.generator):
+                with autocast(data.device):
+                    loss = batch_loss(model, x, y)
+                step(optimizer, loss)
+                guard.add(loss)
+        guard.check(epoch + 1)
+    return guard.steps
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(x), y)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch.nn as nn
-import torch.nn.functional as F
 
-from unlearnkit.methods.base import Access, Granted, LossGuard, Method, register_method
-from unlearnkit.methods.common import sgd, step
-from unlearnkit.runtime import autocast
+from unlearnkit.methods.base import Access, Granted, Method, register_method
+from unlearnkit.methods.common import SGDParams, cross_entropy, sgd_passes
 
 
 @register_method("ft")
@@ -26,22 +24,8 @@ class FineTune(Method):
     summary = "cross-entropy on the retain set"
 
     @dataclass
-    class Params:
-        epochs: int = 10
-        lr: float = 0.01
-        momentum: float = 0.9
-        weight_decay: float = 5e-4
-        batch_size: int = 256
+    class Params(SGDParams):
+        pass
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
-        guard = LossGuard(self.name, data.device)
-        model.train()
-        for epoch in range(params.epochs):
-            for x, y, _ in data.retain.batches(params.batch_size, data.generator):
-                with autocast(data.device):
-                    loss = F.cross_entropy(model(x), y)
-                step(optimizer, loss)
-                guard.add(loss)
-            guard.check(epoch + 1)
-        return {"steps": guard.steps}
+        return {"steps": sgd_passes(self.name, model, data, params, [(data.retain, cross_entropy)])}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from unlearnkit.methods.base import Access, Granted, LossGuard, Method, register_method
-from unlearnkit.methods.common import sgd, step
-from unlearnkit.runtime import autocast
+from unlearnkit.methods.base import Access, Granted, Method, register_method
+from unlearnkit.methods.common import SGDParams, cross_entropy, sgd_passes
 
 
 @register_method("ga")
@@ -25,22 +24,12 @@ class GradientAscent(Method):
     summary = "maximise cross-entropy on the forget set"
 
     @dataclass
-    class Params:
+    class Params(SGDParams):
         epochs: int = 5
         lr: float = 1e-4
-        momentum: float = 0.9
-        weight_decay: float = 5e-4
-        batch_size: int = 256
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
-        guard = LossGuard(self.name, data.device)
-        model.train()
-        for epoch in range(params.epochs):
-            for x, y, _ in data.forget.batches(params.batch_size, data.generator):
-                with autocast(data.device):
-                    loss = -F.cross_entropy(model(x), y)
-                step(optimizer, loss)
-                guard.add(loss)
-            guard.check(epoch + 1)
-        return {"steps": guard.steps}
+        def ascent(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return -cross_entropy(net, x, y)
+
+        return {"steps": sgd_passes(self.name, model, data, params, [(data.forget, ascent)])}

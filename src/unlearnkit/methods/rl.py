@@ -7,11 +7,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from unlearnkit.methods.base import Access, Granted, LossGuard, Method, register_method
-from unlearnkit.methods.common import sgd, step
-from unlearnkit.runtime import autocast
+from unlearnkit.methods.base import Access, Granted, Method, register_method
+from unlearnkit.methods.common import SGDParams, cross_entropy, sgd_passes
 
 
 @register_method("rl")
@@ -27,29 +25,13 @@ class RandomLabels(Method):
     summary = "cross-entropy on forget samples with random labels, then on the retain set"
 
     @dataclass
-    class Params:
-        epochs: int = 10
+    class Params(SGDParams):
         lr: float = 0.013
-        momentum: float = 0.9
-        weight_decay: float = 5e-4
-        batch_size: int = 256
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
-        guard = LossGuard(self.name, data.device)
-        model.train()
-        for epoch in range(params.epochs):
-            for x, y, _ in data.forget.batches(params.batch_size, data.generator):
-                random_y = torch.randint(0, data.num_classes, (len(y),), generator=data.generator).to(y.device)
-                self._step(model, optimizer, guard, x, random_y, data)
-            for x, y, _ in data.retain.batches(params.batch_size, data.generator):
-                self._step(model, optimizer, guard, x, y, data)
-            guard.check(epoch + 1)
-        return {"steps": guard.steps}
+        def random_label_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            random_y = torch.randint(0, data.num_classes, (len(y),), generator=data.generator).to(y.device)
+            return cross_entropy(net, x, random_y)
 
-    @staticmethod
-    def _step(model, optimizer, guard: LossGuard, x: torch.Tensor, y: torch.Tensor, data: Granted) -> None:
-        with autocast(data.device):
-            loss = F.cross_entropy(model(x), y)
-        step(optimizer, loss)
-        guard.add(loss)
+        passes = [(data.forget, random_label_loss), (data.retain, cross_entropy)]
+        return {"steps": sgd_passes(self.name, model, data, params, passes)}

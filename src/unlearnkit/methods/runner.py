@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 
 from unlearnkit.methods.base import Access, Granted, Split, get_method, make_params
-from unlearnkit.models import as_classifier
-from unlearnkit.runtime import cpu_generator, resolve_device, seed_everything, to_device
+from unlearnkit.models import ModelError, as_classifier
+from unlearnkit.runtime import cpu_generator, eval_mode, resolve_device, seed_everything, to_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, place
 from unlearnkit.train import TrainRecipe, default_recipe
 
@@ -65,6 +65,7 @@ def unlearn(
     target = resolve_device(device)
     splits = splits if splits is not None else place(request, target)
     original = to_device(as_classifier(model), target)
+    check_compatible(original, request, splits)
     unlearned = copy.deepcopy(original)
     access = runner.access(params)
     seed_everything(seed)
@@ -87,6 +88,25 @@ def unlearn(
         extra=extra,
     )
     return unlearned, record
+
+
+def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits) -> None:
+    """Refuse a model whose input or output shape does not fit the request, before any work."""
+    outputs = model.head.out_features
+    if outputs != request.num_classes:
+        raise ModelError(
+            f"the model has {outputs} outputs but the request's {request.label_space} label space has "
+            f"{request.num_classes} classes; give a model trained on {request.dataset.name}'s labels"
+        )
+    sample, _ = splits.train.gather(request.retain_idx[:1])
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(sample)
+    except RuntimeError as err:
+        raise ModelError(
+            f"the model does not accept {request.dataset.name} images of shape {tuple(sample.shape[1:])} "
+            f"(float in [0, 1]): {str(err).splitlines()[0]}"
+        ) from err
 
 
 def _grant(

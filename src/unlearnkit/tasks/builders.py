@@ -40,7 +40,7 @@ def resolve_classes(names: Sequence[str | int], class_names: Sequence[str]) -> t
     for name in names:
         if isinstance(name, str) and name in class_names:
             resolved.append(class_names.index(name))
-        elif isinstance(name, int) or (isinstance(name, str) and name.strip().lstrip("-").isdigit()):
+        elif isinstance(name, int | np.integer) or (isinstance(name, str) and name.strip().lstrip("-").isdigit()):
             index = int(name)
             if not 0 <= index < len(class_names):
                 raise RequestError(f"class index {index} is out of range: valid indices are 0..{len(class_names) - 1}")
@@ -54,7 +54,7 @@ def resolve_classes(names: Sequence[str | int], class_names: Sequence[str]) -> t
 
 def class_request(dataset: Dataset, classes: Sequence[str | int], label_space: str = "fine") -> ForgetRequest:
     """Forget every training sample of ``classes`` (names or indices); test accuracy uses the other classes."""
-    if not classes:
+    if len(classes) == 0:
         raise RequestError("class-wise forgetting needs at least one class")
     train_labels = labels_in_space(dataset.train, label_space, dataset.name)
     test_labels = labels_in_space(dataset.test, label_space, dataset.name)

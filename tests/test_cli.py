@@ -1,0 +1,316 @@
+"""The command line, run in-process with typer's CliRunner on the embedded digits data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import unlearnkit
+from unlearnkit.cli import app
+from unlearnkit.data import DataError, load_dataset
+from unlearnkit.data import idx as idx_loader
+from unlearnkit.methods import METHODS
+from unlearnkit.metrics import gap_to_oracle
+
+WIDE = {"COLUMNS": "200"}  # a wide terminal: tables are not squeezed
+NARROW = {"COLUMNS": "80"}  # a classic terminal, and what rich assumes when output is piped
+ROW_KEYS = {
+    "dataset",
+    "model",
+    "task",
+    "method",
+    "seed",
+    "forget_acc",
+    "retain_acc",
+    "test_acc",
+    "mia",
+    "gap",
+    "time_s",
+    "hparams",
+}
+PERCENT_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia")
+
+
+def _invoke(args: list[str], env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, args, env=env or WIDE)
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _model_files(cache: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted((cache / "models").iterdir())}
+
+
+def _bench_args(out: Path, cache: Path) -> list[str]:
+    return [
+        "bench", "--dataset", "digits", "--model", "mlp", "--task", "class:3", "--methods", "ft,ga",
+        "--seeds", "2", "--epochs", "3", "--out", str(out), "--cache-dir", str(cache), "--device", "cpu",
+        "--hparam", "ft.lr=0.5",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory):
+    out, cache = tmp_path_factory.mktemp("bench-out"), tmp_path_factory.mktemp("bench-cache")
+    start = time.perf_counter()
+    result = _invoke(_bench_args(out, cache), env=NARROW)
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 0, result.output
+    return {"result": result, "out": out, "cache": cache, "elapsed": elapsed, "rows": _rows(out)}
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def test_list_shows_every_registry() -> None:
+    result = _invoke(["list"])
+    assert result.exit_code == 0, result.output
+    for name in ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder"):
+        assert f" {name} " in result.output, name
+    for name in ("mlp", "cnn", "resnet18"):
+        assert f" {name} " in result.output, name
+    for name in ("retrain", "ft", "ga", "rl", "neggrad+"):
+        assert f" {name} " in result.output, name
+    for name in ("accuracy", "mia", "gap", "time"):
+        assert f" {name} " in result.output, name
+    assert "class:NAME" in result.output and "random:" in result.output
+
+
+def test_list_shows_what_data_each_method_needs() -> None:
+    # Each method row ends with "[needs: forget/retain]" (the method's declared data access).
+    result = _invoke(["list"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    method_rows = [line for line in result.output.splitlines() if "│ method " in line]
+    assert text.count("needs:") == len(METHODS), "\n".join(method_rows)
+    assert "[needs: retain]" in text and "[needs: forget]" in text and "[needs: forget + retain]" in text
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+
+def test_bench_writes_one_row_per_method_and_seed(bench_run) -> None:
+    rows = bench_run["rows"]
+    assert len(rows) == 8
+    expected = set(itertools.product(["original", "retrain", "ft", "ga"], [0, 1]))
+    assert {(r["method"], r["seed"]) for r in rows} == expected
+    for row in rows:
+        assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+        assert (row["dataset"], row["model"], row["task"]) == ("digits", "mlp", "class:3")
+        for key in PERCENT_KEYS:
+            assert 0.0 <= row[key] <= 100.0, (row["method"], key, row[key])
+        assert row["time_s"] >= 0 and row["gap"] >= 0
+        assert isinstance(row["hparams"], dict)
+    assert (bench_run["out"] / "environment.json").exists()
+
+
+def test_bench_gap_is_measured_against_the_oracle_of_the_same_seed(bench_run) -> None:
+    rows = bench_run["rows"]
+    oracle = {r["seed"]: r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        assert row["gap"] == pytest.approx(gap_to_oracle(row, oracle[row["seed"]]), abs=1e-9), row["method"]
+        if row["method"] == "retrain":
+            assert row["gap"] == 0.0
+    for seed in (0, 1):
+        original = next(r for r in rows if r["method"] == "original" and r["seed"] == seed)
+        assert oracle[seed]["forget_acc"] < 5 < original["forget_acc"]
+
+
+def test_bench_hparam_override_is_recorded_typed(bench_run) -> None:
+    by_method = {(r["method"], r["seed"]): r for r in bench_run["rows"]}
+    for seed in (0, 1):
+        ft = by_method[("ft", seed)]["hparams"]
+        assert ft["lr"] == 0.5 and isinstance(ft["lr"], float)
+        assert ft["epochs"] == 10 and isinstance(ft["epochs"], int)  # untouched default
+        assert by_method[("ga", seed)]["hparams"].get("lr") != 0.5  # other methods keep their own
+        assert by_method[("original", seed)]["hparams"] == {}
+        assert by_method[("retrain", seed)]["hparams"] == {}
+
+
+def test_bench_resumes_without_new_rows_or_training(bench_run) -> None:
+    out, cache = bench_run["out"], bench_run["cache"]
+    files = _model_files(cache)
+    assert len([name for name in files if name.endswith(".safetensors")]) == 4  # original + oracle per seed
+    lines = (out / "results.jsonl").read_text()
+    start = time.perf_counter()
+    again = _invoke(_bench_args(out, cache))
+    elapsed = time.perf_counter() - start
+    assert again.exit_code == 0, again.output
+    assert (out / "results.jsonl").read_text() == lines
+    assert _model_files(cache) == files, "checkpoint cache files were rewritten"
+    assert elapsed < bench_run["elapsed"] / 3, (elapsed, bench_run["elapsed"])
+    assert "retrain (oracle)" in again.output
+
+
+def test_bench_reuses_cached_models_for_a_new_output_folder(bench_run, tmp_path: Path) -> None:
+    cache = bench_run["cache"]
+    files = _model_files(cache)
+    args = _bench_args(tmp_path / "fresh", cache)[:-2]  # without the ft hyperparameter
+    args[args.index("--seeds") + 1] = "1"
+    args[args.index("--methods") + 1] = "ga"
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert _model_files(cache) == files, "cached original/oracle were retrained"
+    rows = {r["method"]: r for r in _rows(tmp_path / "fresh")}
+    assert set(rows) == {"original", "retrain", "ga"}
+    assert rows["original"]["cached"] is True and rows["retrain"]["cached"] is True
+    first = {(r["method"], r["seed"]): r for r in bench_run["rows"]}
+    for method in ("original", "retrain"):
+        for key in PERCENT_KEYS:
+            assert rows[method][key] == pytest.approx(first[(method, 0)][key]), (method, key)
+
+
+def test_bench_table_is_readable_when_piped(bench_run) -> None:
+    # Piped output (CI logs, COLUMNS=80): the reference rows must stay legible, not "retrain (orac…".
+    output = bench_run["result"].output
+    assert "retrain (oracle)" in output, output
+    assert "class:3" in output, output
+
+
+def test_bench_random_task_rows_are_strict_json_and_seeded(tmp_path: Path) -> None:
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["bench", "--dataset", "digits", "--model", "mlp", "--task", "random:50", "--methods", "ga", "--seeds", "2",
+            "--epochs", "2", "--out", str(out), "--cache-dir", str(cache), "--device", "cpu"]  # fmt: skip
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not valid JSON (RFC 8259)")
+
+    rows = _rows(out)
+    assert {(r["method"], r["seed"]) for r in rows} == set(itertools.product(["original", "retrain", "ga"], [0, 1]))
+    # Each seed draws its own forget set, so the request differs between seeds.
+    keys = {r["seed"]: r["request"] for r in rows if r["method"] == "original"}
+    assert keys[0] != keys[1]
+    for row in rows:
+        assert row["task"] == "random:50"
+        assert all(0.0 <= row[key] <= 100.0 for key in PERCENT_KEYS), row
+    # A random request has no forgotten test classes; the file must still be what jq or a JSON
+    # reader in another language accepts (no NaN/Infinity tokens).
+    for line in (out / "results.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=refuse)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def error_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    # One cache for all error cases: hyperparameter errors surface after the original/oracle are trained.
+    return tmp_path_factory.mktemp("err-out"), tmp_path_factory.mktemp("err-cache")
+
+
+def _bench_error(error_dirs, extra: list[str], env: dict[str, str] | None = None):
+    out, cache = error_dirs
+    base = ["bench", "--dataset", "digits", "--model", "mlp", "--task", "class:3", "--methods", "ft", "--epochs", "1",
+            "--seeds", "1", "--out", str(out), "--cache-dir", str(cache), "--device", "cpu"]  # fmt: skip
+    # Later options win, so ``extra`` overrides the defaults above.
+    return _invoke(base + extra, env=env or NARROW)
+
+
+def _assert_user_error(result, *fragments: str) -> None:
+    output = result.output
+    assert result.exit_code == 2, (result.exit_code, output, result.exception)
+    assert "Traceback" not in output
+    text = " ".join(output.split())
+    assert text.startswith("error: "), output
+    for fragment in fragments:
+        assert fragment in text, (fragment, output)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, f"the error should be one line, got {len(lines)}:\n{output}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--dataset", "nope"], ["unknown dataset 'nope'", "digits", "cifar10"]),
+        (["--model", "nope"], ["unknown model 'nope'", "mlp", "resnet18"]),
+        (["--methods", "ft,nope"], ["unknown method 'nope'", "neggrad+"]),
+        (["--task", "class:nonexistent"], ["unknown class 'nonexistent'", "valid classes: 0, 1, 2"]),
+        (["--task", "random:1.5"], ["(0, 1)", "1.5"]),
+        (["--task", "random:0"], ["empty forget set"]),
+        (["--task", "foo:1"], ["unknown task 'foo:1'"]),
+        (["--hparam", "ft.lr"], ["'ft.lr'", "METHOD.NAME=VALUE"]),
+        (["--hparam", "ft.nope=1"], ["no hyperparameter nope", "lr"]),
+        (["--hparam", "ft.epochs=abc"], ["ft.epochs", "int", "'abc'"]),
+        (["--hparam", "ga.lr=0.1"], ["'ga'", "not among --methods"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and v and v[0].startswith("--") else None,
+)
+def test_bench_user_errors(error_dirs, extra: list[str], fragments: list[str]) -> None:
+    _assert_user_error(_bench_error(error_dirs, extra), *fragments)
+
+
+def test_bench_error_messages_are_printed_verbatim(error_dirs) -> None:
+    # A user's value may contain square brackets; they must not be read as console markup.
+    _assert_user_error(_bench_error(error_dirs, ["--task", "class:[x]"]), "unknown class '[x]'")
+
+
+def test_bench_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    # CliRunner swallows tracebacks; a real interpreter shows whether one would reach the user.
+    env = dict(os.environ, PYTHONPATH=str(Path(unlearnkit.__file__).parents[1]), COLUMNS="80")
+    args = ["bench", "--model", "mlp", "--task", "class:nonexistent", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnkit", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: unknown class 'nonexistent'"), output
+
+
+def test_bench_cuda_without_gpu(error_dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _assert_user_error(_bench_error(error_dirs, ["--device", "cuda"]), "'cuda'", "no CUDA GPU", "--device cpu")
+
+
+def test_bench_fashion_mnist_missing_names_the_places_searched(
+    error_dirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing system-wide and no torchvision download: only the given root is searched.
+    monkeypatch.setattr(idx_loader, "SYSTEM_DIRS", ())
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    root = tmp_path / "empty"
+    root.mkdir()
+    result = _bench_error(error_dirs, ["--dataset", "fashion-mnist", "--data-root", str(root), "--task", "class:0"])
+    places = [str(root), str(root / "fashion-mnist"), str(root / "FashionMNIST" / "raw")]
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist", root, error_dirs[1])
+    # The CLI prints the loader's message as it is (no words lost to console markup).
+    assert " ".join(result.output.split()) == " ".join(f"error: {info.value}".split())
+    _assert_user_error(result, "fashion-mnist", "not found", *places)
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = _invoke(["demo", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    methods = {r["method"] for r in rows}
+    assert methods == {"original", "retrain"} | (set(METHODS) - {"retrain"})
+    assert len(rows) == len(methods)  # one seed: one row each
+    for row in rows:
+        assert (row["dataset"], row["model"], row["task"], row["seed"]) == ("digits", "cnn", "class:3", 0)
+        assert all(0.0 <= row[key] <= 100.0 for key in PERCENT_KEYS), row
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["retrain"]["gap"] == 0.0
+    assert by_method["retrain"]["forget_acc"] < 5 < by_method["original"]["forget_acc"]
+    assert "retrain (oracle)" in result.output
+    for method in methods - {"retrain"}:
+        assert method in result.output, method
