@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unlearnkit.data import DataError, available_datasets, dataset_info, load_dataset
-from unlearnkit.data import cache, cifar, idx, imagefolder
+from unlearnkit.data import DataError, available_datasets, cache, cifar, dataset_info, idx, imagefolder, load_dataset
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
