@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,9 @@ TINY_HPARAMS: dict[str, dict] = {
     "ft": {"lr": 0.1},
     "ga": {"lr": 0.01, "epochs": 10},
 }
+# Each tests/test_methods_<group>.py declares the tiny-problem overrides of its own methods.
+for _path in sorted(Path(__file__).parent.glob("test_methods_*.py")):
+    TINY_HPARAMS.update(getattr(importlib.import_module(_path.stem), "TINY_HPARAMS", {}))
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,19 @@ def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float 
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def adamw(model: nn.Module, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """The MinNorm-OG baselines' optimiser (spec 3.5): AdamW with PyTorch's default weight decay 0.01."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))`` averaged over the batch (SCRUB's ``DistillKL``, spec 6.2)."""
+    log_student = nn.functional.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher = nn.functional.softmax(teacher_logits.float() / temperature, dim=1)
+    kl = nn.functional.kl_div(log_student, teacher, reduction="sum") * temperature**2
+    return kl / student_logits.shape[0]
+
+
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
