@@ -22,3 +22,21 @@ def test_results_file_survives_a_torn_last_line(tmp_path):
         handle.write('{"method": "ga", "forg')  # a crash in the middle of a write
     rows = read_results(path)
     assert rows == [{"method": "ft", "forget_acc": None}]
+
+
+def test_a_diverging_method_is_recorded_and_the_grid_goes_on(tmp_path):
+    config = BenchConfig(
+        "digits", "mlp", ["class:3"], ["ga", "ft"], out=tmp_path / "out", cache_dir=tmp_path / "cache",
+        hparams={"ga": {"lr": 1e12, "epochs": 20}}, recipe=None,
+    )
+    from dataclasses import replace
+
+    from unlearnkit.train import default_recipe
+
+    config.recipe = replace(default_recipe("digits"), epochs=2)
+    rows = run_bench(config)
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"original", "retrain", "ga", "ft"}
+    assert "loss became" in by_method["ga"]["error"] and by_method["ga"]["gap"] is None
+    assert by_method["ft"]["forget_acc"] is not None and by_method["retrain"]["gap"] == 0
+    assert len(read_results(tmp_path / "out" / "results.jsonl")) == 4

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,12 +25,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
-from unlearnkit.metrics import evaluate, gap_to_oracle
+from unlearnkit.metrics import compute_outputs, gap_to_oracle, score
 from unlearnkit.runtime import resolve_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, make_request, place
-from unlearnkit.train import TrainJob, TrainRecipe, default_recipe, train_cached
+from unlearnkit.train import NonFiniteLossError, TrainJob, TrainRecipe, default_recipe, train_cached
 
-REFERENCE_METHODS = ("original", "retrain")
 
 
 @dataclass
@@ -78,10 +78,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
                 pending = [m for m in ("original", "retrain", *config.methods) if _id(config, request, m, seed) not in done]
                 if not pending:
                     continue
-                new_rows = _run_cell(config, dataset, request, seed, recipe, device, pending, progress)
-                for row in new_rows:
-                    append_result(results_path, row)
-                rows.extend(new_rows)
+                rows.extend(_run_cell(config, dataset, request, seed, recipe, device, pending, progress, results_path))
     return rows
 
 
@@ -94,27 +91,71 @@ def _run_cell(
     device: torch.device,
     pending: list[str],
     progress: Progress,
+    results_path: Path,
 ) -> list[dict[str, Any]]:
+    """Run the pending methods of one (request, seed) cell, appending each row to ``results_path``.
+
+    The forward passes run here, on the device; the metrics (the MIA's SVC fits dominate) are
+    scored in worker threads, so they overlap the next method's GPU work and each other.
+    """
     splits = place(request, device)
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     original, original_meta = _train(config, dataset, request, np.arange(len(dataset.train)), recipe, seed, splits, cache, progress, "original")
     oracle, oracle_meta = _train(config, dataset, request, request.retain_idx, recipe, seed, splits, cache, progress, "oracle")
-    oracle_metrics = evaluate(oracle, request, splits)
     base = {"dataset": config.dataset, "model": config.model, "task": request.spec, "request": request.key(), "seed": seed, "device": device.type}
-    rows = []
-    for method in pending:
-        if method == "original":
-            metrics, time_s, extra = evaluate(original, request, splits), original_meta["time_s"], {"cached": original_meta["cached"]}
-        elif method == "retrain":
-            metrics, time_s, extra = oracle_metrics, oracle_meta["time_s"], {"cached": oracle_meta["cached"]}
-        else:
-            task = progress.add_task(f"{method} (seed {seed})", total=None)
-            unlearned, record = unlearn(original, request, method, seed=seed, device=device, recipe=recipe, splits=splits, **config.hparams.get(method, {}))
-            progress.remove_task(task)
-            metrics, time_s = evaluate(unlearned, request, splits), record.time_s
-            extra = {"hparams": record.hparams, "steps": record.steps, "access": record.access}
-        rows.append(base | {"method": method} | metrics | {"gap": gap_to_oracle(metrics, oracle_metrics), "time_s": time_s} | {"hparams": {}} | extra)
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
+        cell = _Cell(config, request, seed, recipe, splits, pool, progress)
+        oracle_scores = cell.submit(oracle)
+        references = {
+            "original": (original, original_meta),
+            "retrain": (oracle, oracle_meta),
+        }
+        scored: list[tuple[str, Future | None, float, dict[str, Any]]] = []
+        try:
+            for method in pending:
+                if method in references:
+                    model, meta = references[method]
+                    future = oracle_scores if method == "retrain" else cell.submit(model)
+                    scored.append((method, future, meta["time_s"], {"hparams": {}, "cached": meta["cached"]}))
+                else:
+                    scored.append((method, *cell.unlearn(original, method)))
+        finally:  # a crash in one method keeps every row finished before it
+            oracle_metrics = oracle_scores.result()
+            for method, future, time_s, extra in scored:
+                metrics = future.result() if future is not None else {}
+                gap = gap_to_oracle(metrics, oracle_metrics) if metrics else None
+                row = base | {"method": method} | metrics | {"gap": gap, "time_s": time_s} | extra
+                append_result(results_path, row)
+                rows.append(row)
     return rows
+
+
+@dataclass
+class _Cell:
+    """One (request, seed) cell of the grid: unlearns and submits scoring to the worker pool."""
+
+    config: BenchConfig
+    request: ForgetRequest
+    seed: int
+    recipe: TrainRecipe
+    splits: DeviceSplits
+    pool: ThreadPoolExecutor
+    progress: Progress
+
+    def submit(self, model: torch.nn.Module) -> Future:
+        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request)
+
+    def unlearn(self, original: torch.nn.Module, method: str) -> tuple[Future | None, float, dict[str, Any]]:
+        overrides = self.config.hparams.get(method, {})
+        task = self.progress.add_task(f"{method} (seed {self.seed})", total=None)
+        try:
+            model, record = unlearn(original, self.request, method, seed=self.seed, device=self.splits.train.device, recipe=self.recipe, splits=self.splits, **overrides)
+        except NonFiniteLossError as err:  # a diverging method is a result, not a crash of the grid
+            return None, float("nan"), {"hparams": overrides, "error": str(err)}
+        finally:
+            self.progress.remove_task(task)
+        return self.submit(model), record.time_s, {"hparams": record.hparams, "steps": record.steps, "access": record.access}
 
 
 def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):

@@ -20,10 +20,18 @@ def evaluate(
     metrics: tuple[str, ...] = DEFAULT_METRICS,
 ) -> dict[str, float]:
     """Compute the named metrics of ``model`` on ``request`` from one shared forward pass."""
+    check_metrics(metrics)
+    return score(compute_outputs(model, request, splits), request, metrics)
+
+
+def check_metrics(metrics: tuple[str, ...]) -> None:
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; registered: {', '.join(sorted(METRICS))}")
-    outputs = compute_outputs(model, request, splits)
+
+
+def score(outputs: ModelOutputs, request: ForgetRequest, metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:
+    """The named metrics from precomputed outputs (CPU only: safe to run in a worker thread)."""
     result: dict[str, float] = {}
     for name in metrics:
         result.update(METRICS[name].fn(outputs, request))
@@ -36,8 +44,10 @@ __all__ = [
     "METRICS",
     "ModelOutputs",
     "SplitOutputs",
+    "check_metrics",
     "compute_outputs",
     "evaluate",
     "gap_to_oracle",
     "register_metric",
+    "score",
 ]
