@@ -31,7 +31,6 @@ from unlearnkit.tasks import DeviceSplits, ForgetRequest, make_request, place
 from unlearnkit.train import NonFiniteLossError, TrainJob, TrainRecipe, default_recipe, train_cached
 
 
-
 @dataclass
 class BenchConfig:
     """One benchmark grid. ``hparams`` maps a method name to its hyperparameter overrides."""
