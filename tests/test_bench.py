@@ -40,3 +40,18 @@ def test_a_diverging_method_is_recorded_and_the_grid_goes_on(tmp_path):
     assert "loss became" in by_method["ga"]["error"] and by_method["ga"]["gap"] is None
     assert by_method["ft"]["forget_acc"] is not None and by_method["retrain"]["gap"] == 0
     assert len(read_results(tmp_path / "out" / "results.jsonl")) == 4
+
+
+def test_report_command_prints_markdown(tmp_path):
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+
+    append_result(tmp_path / "results.jsonl", {"task": "class:3", "method": "retrain", "seed": 0, "forget_acc": 0.0, "retain_acc": 99.0, "test_acc": 98.0, "mia": 100.0, "gap": 0.0, "time_s": 1.0})
+    append_result(tmp_path / "results.jsonl", {"task": "class:3", "method": "ft", "seed": 0, "forget_acc": 10.0, "retain_acc": 97.0, "test_acc": 96.0, "mia": 90.0, "gap": 5.5, "time_s": 0.5})
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert "| class:3 | **retrain (oracle)** | 0.00 | 99.00 | 98.00 | 100.00 | 0.00 | 1.00 |" in result.output
+    assert "| class:3 | ft | 10.00 | 97.00 | 96.00 | 90.00 | 5.50 | 0.50 |" in result.output
+    empty = CliRunner().invoke(app, ["report", str(tmp_path / "nothing.jsonl")])
+    assert empty.exit_code == 2 and "no results" in empty.output

@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from unlearnkit.bench import BenchConfig, environment, run_bench, with_epochs
+from unlearnkit.bench import BenchConfig, environment, read_results, run_bench, with_epochs
 from unlearnkit.checkpoint import CheckpointError
 from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
 from unlearnkit.metrics import METRICS
 from unlearnkit.models import MODELS, ModelError
-from unlearnkit.report import results_table
+from unlearnkit.report import markdown_table, results_table
 from unlearnkit.tasks import REQUEST_KINDS, RequestError
 from unlearnkit.train import NonFiniteLossError, default_recipe
 
@@ -51,6 +51,14 @@ def _parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
             raise MethodError(f"--hparam {item!r} must look like METHOD.NAME=VALUE, e.g. ft.lr=0.05")
         parsed.setdefault(method, {})[name] = value
     return parsed
+
+
+def _method_list(methods: str) -> list[str]:
+    """``"ft,ga"`` -> ``["ft", "ga"]``; ``"all"`` -> every registered method (retrain is always the reference row)."""
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if names == ["all"]:
+        names = sorted(METHODS)
+    return [m for m in names if m not in ("original", "retrain")]
 
 
 def _run_and_print(config: BenchConfig) -> None:
@@ -86,7 +94,7 @@ def bench(
     dataset: Annotated[str, typer.Option(help="A registered dataset (see `unlearnkit list`).")] = "digits",
     model: Annotated[str, typer.Option(help="A registered model.")] = "cnn",
     task: Annotated[list[str], typer.Option(help="class:NAME[,NAME] or random:FRACTION|COUNT; repeatable.")] = ["class:0"],  # noqa: B006
-    methods: Annotated[str, typer.Option(help="Comma-separated method names (original and retrain rows are always added).")] = "ft,ga,rl,neggrad+",
+    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all' (original and retrain rows are always added).")] = "ft,ga,rl,neggrad+",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds 0..N-1.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder; results.jsonl is appended and resumed.")] = Path("runs/bench"),
     data_root: Annotated[Path | None, typer.Option(help="Where the dataset files are.")] = None,
@@ -97,7 +105,7 @@ def bench(
 ) -> None:
     """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
     try:
-        names = [m.strip() for m in methods.split(",") if m.strip() and m.strip() not in ("original", "retrain")]
+        names = _method_list(methods)
         config = BenchConfig(
             dataset=dataset,
             model=model,
@@ -116,6 +124,22 @@ def bench(
         _run_and_print(config)
     except USER_ERRORS as err:
         _fail(err)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="A results.jsonl file (or the folder holding it).")],
+    markdown: Annotated[bool, typer.Option(help="Print a Markdown table instead of a terminal table.")] = False,
+) -> None:
+    """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
+    path = results / "results.jsonl" if results.is_dir() else results
+    rows = read_results(path)
+    if not rows:
+        _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
+    if markdown:
+        print(markdown_table(rows))
+    else:
+        console.print(results_table(rows, title=str(path)))
 
 
 @app.command("list")
