@@ -18,6 +18,7 @@ from unlearnkit.methods import (
     Method,
     MethodError,
     Split,
+    make_params,
     register_method,
     retain_subset,
     unlearn,
@@ -79,7 +80,7 @@ def test_method_touches_only_declared_data(method, original, class_3, splits, mo
         real_train = retrain_module.train
         monkeypatch.setattr(retrain_module, "train", lambda m, images, idx, *a, **k: (seen.append(np.asarray(idx)), real_train(m, images, idx, *a, **k))[1])
     unlearn(original, class_3, method, device=CPU, splits=splits, recipe=TINY_RECIPE, **TINY_HPARAMS.get(method, {}))
-    needs = METHODS[method].needs
+    needs = METHODS[method]().access(make_params(METHODS[method], TINY_HPARAMS.get(method, {})))
     allowed = np.concatenate([class_3.forget_idx if needs.forget else [], class_3.retain_idx if needs.retain else []])
     assert seen, f"{method} read no data"
     for indices in seen:
