@@ -15,8 +15,9 @@ from conftest import CPU, TINY_RECIPE
 import unlearnkit.methods.ridge as ridge_module
 from unlearnkit.methods import MethodError, Split, retain_subset, unlearn
 from unlearnkit.methods.bad_teacher import bad_teacher_loss, incompetent_teacher
+from unlearnkit.methods.common import forget_paced_steps, retain_cycle
 from unlearnkit.methods.ngd import add_gradient_noise
-from unlearnkit.methods.ridge import add_l2_gradient, forget_paced_steps, retain_cycle, ridge_coefficient
+from unlearnkit.methods.ridge import add_l2_gradient, ridge_coefficient
 from unlearnkit.methods.unsir import channel_stats, learn_noise, noise_loss, retained_subset
 from unlearnkit.metrics import evaluate
 from unlearnkit.runtime import cpu_generator

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from unlearnkit.methods.base import Access, Granted, LossGuard, Method, MethodError, Split, register_method
-from unlearnkit.methods.common import adamw, step
+from unlearnkit.methods.base import Access, Granted, LossGuard, Method, MethodError, register_method
+from unlearnkit.methods.common import adamw, retain_cycle, step
 from unlearnkit.runtime import autocast
 
 
@@ -32,9 +31,9 @@ class KLUniform(Method):
 
     Structure (the MinNorm-OG baseline family, spec 3.3 "Epoch definition" for image
     experiments): one epoch is one pass over the shuffled forget batches, each paired with the
-    next retain batch of the same batch size; the retain set is cycled, and a partly used retain
-    pass carries over into the next epoch (a fresh shuffle starts only when it is exhausted)
-    [I, following the MinNorm-OG base loop]. Optimiser: AdamW with PyTorch's default weight
+    next retain batch of the same batch size from :func:`retain_cycle` (the MinNorm-OG base
+    loop's retain loader: cycled, reshuffled when exhausted, last short batch dropped) [I].
+    Optimiser: AdamW with PyTorch's default weight
     decay 0.01, as the MinNorm-OG baselines [I]. Defaults [I]: ``lr`` 1e-4 and ``epochs`` 5 (the
     values our other MinNorm-OG-family baselines take from that code's CIFAR grids and run
     scripts), ``forget_weight`` 1.0 (an unweighted sum), ``batch_size`` 256. The MinNorm-OG harness
@@ -59,11 +58,11 @@ class KLUniform(Method):
         check_params(self.name, params)
         optimizer = adamw(model, params.lr, params.weight_decay)
         guard = LossGuard(self.name, data.device)
-        retain_batches = cycled(data.retain, params.batch_size, data.generator)
+        retain_batches = retain_cycle(data.retain, params.batch_size, data.generator, augment=True)
         model.train()
         for epoch in range(params.epochs):
             for x_f, _, _ in data.forget.batches(params.batch_size, data.generator):
-                x_r, y_r, _ = next(retain_batches)
+                x_r, y_r = next(retain_batches)
                 with autocast(data.device):
                     retain_loss = F.cross_entropy(model(x_r).float(), y_r)
                     forget_loss = kl_uniform(model(x_f)).mean()
@@ -78,14 +77,6 @@ def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     """Per-sample ``KL(u || softmax(logits))`` in nats: ``-log C - mean_k log p_k`` (fp32)."""
     log_p = F.log_softmax(logits.float(), dim=1)
     return -math.log(logits.shape[1]) - log_p.mean(dim=1)
-
-
-def cycled(
-    split: Split, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Endless shuffled, augmented batches of ``split``: a new pass starts when one is exhausted."""
-    while True:
-        yield from split.batches(batch_size, generator)
 
 
 def check_params(method: str, params: KLUniform.Params) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from unlearnkit.methods.base import Access, Granted, Method, MethodError, register_method
-from unlearnkit.methods.ridge import ForgetPacedParams, check_forget_paced, forget_paced_descent
+from unlearnkit.methods.common import ForgetPacedParams, check_forget_paced, forget_paced_descent
 
 
 @register_method("ngd")
