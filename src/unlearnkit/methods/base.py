@@ -95,6 +95,7 @@ class Granted:
     generator: torch.Generator
     forget_split: Split | None = None
     retain_split: Split | None = None
+    forget_classes: tuple[int, ...] = ()  # the forgotten classes of a class-wise request, else ()
 
     @property
     def forget(self) -> Split:

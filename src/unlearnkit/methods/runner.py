@@ -127,6 +127,7 @@ def _grant(
         seed=seed,
         recipe=recipe,
         generator=cpu_generator(seed),
+        forget_classes=request.forget_classes,
     )
     if access.forget:
         granted.forget_split = Split(splits.train, request.forget_idx, augment)
