@@ -82,7 +82,7 @@ def test_method_touches_only_declared_data(method, original, class_3, splits, mo
     unlearn(original, class_3, method, device=CPU, splits=splits, recipe=TINY_RECIPE, **TINY_HPARAMS.get(method, {}))
     needs = METHODS[method]().access(make_params(METHODS[method], TINY_HPARAMS.get(method, {})))
     allowed = np.concatenate([class_3.forget_idx if needs.forget else [], class_3.retain_idx if needs.retain else []])
-    assert seen, f"{method} read no data"
+    # A closed-form method may read nothing (pour-p with the head direction): then ``seen`` is empty.
     for indices in seen:
         assert np.isin(indices, allowed).all(), f"{method} read samples outside its declared access {needs}"
 
