@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 
 import numpy as np
@@ -14,17 +15,20 @@ from conftest import CPU, TINY_RECIPE
 from unlearnkit.data import NO_AUGMENT
 from unlearnkit.methods import MethodError, Split, unlearn
 from unlearnkit.methods import boundary_shrink as bs_module
+from unlearnkit.methods import ssd as ssd_module
 from unlearnkit.methods.boundary_shrink import neighbour_labels
 from unlearnkit.methods.common import frozen_copy
 from unlearnkit.methods.iu import influence_vector, inverse_hvp, optml_recursion
 from unlearnkit.methods.npo import npo_loss
 from unlearnkit.methods.ssd import importances
 from unlearnkit.models import as_classifier
-from unlearnkit.tasks import place
+from unlearnkit.tasks import place, random_request
 
-# The defaults are the reference values for CIFAR ResNet-18. On a 600-sample MLP that fits its
-# training set perfectly the gradients are tiny: SSD's alpha = 10 selects almost nothing, IU's
-# alpha = 0.2 barely moves the weights, and BS (lr 1e-5) and NPO (lr 1e-4) take only 10 / 5 steps.
+# The defaults are the reference values for CIFAR ResNet-18. SSD's alpha = 10 selects almost
+# nothing when |D| / |D_f| is ~10 (here 600 / 67): I_f / I_D cannot exceed about that ratio (see
+# test_ssd_importance_ratio_is_bounded_by_the_batch_ratio). On a 600-sample MLP that fits its
+# training set perfectly the gradients are tiny, so IU's alpha = 0.2 barely moves the weights, and
+# BS (lr 1e-5) and NPO (lr 1e-4) take only 10 / 5 steps.
 TINY_HPARAMS: dict[str, dict] = {
     "ssd": {"selection": 1.0},
     "iu": {"alpha": 10.0},
@@ -49,13 +53,20 @@ def forget_data(class_3, splits) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------------- SSD
 
 
+def by_label(request, indices: np.ndarray) -> np.ndarray:
+    """``indices`` sorted by their training label, index order within a class (numpy, test-side)."""
+    return indices[np.argsort(request.train_labels[indices], kind="stable")]
+
+
 def test_ssd_dampens_exactly_the_selected_entries(original, class_3, splits):
     hp = {"selection": 1.0, "dampening": 0.5, "importance_batch_size": 64}
     unlearned, record = unlearn(original, class_3, "ssd", device=CPU, splits=splits, recipe=TINY_RECIPE, **hp)
-    # The importances the method saw: same public function, same splits, same order (D = retain then forget).
+    # The importances the method saw: same public function, same splits, the reference's full-class
+    # order (D = retain then forget, each sorted by label, so every batch holds one class).
     augment = TINY_RECIPE.augment_for("digits")
-    full = Split(splits.train, np.concatenate([class_3.retain_idx, class_3.forget_idx]), augment)
-    forget = Split(splits.train, class_3.forget_idx, augment)
+    retain_order, forget_order = by_label(class_3, class_3.retain_idx), by_label(class_3, class_3.forget_idx)
+    full = Split(splits.train, np.concatenate([retain_order, forget_order]), augment)
+    forget = Split(splits.train, forget_order, augment)
     model = copy.deepcopy(original)
     i_full = importances(model, full, torch.Generator(), 64)
     i_forget = importances(model, forget, torch.Generator(), 64)
@@ -86,6 +97,66 @@ def test_ssd_importances_are_mean_squared_batch_gradients(original, class_3, spl
             expected[name] += p.grad.square() / 2
     for name in expected:
         torch.testing.assert_close(result[name], expected[name])
+
+
+def recorded_importance_splits(monkeypatch) -> list[Split]:
+    """Patch SSD's importance pass to record the splits it is given: [D, D_f] per run."""
+    seen: list[Split] = []
+    real = ssd_module.importances
+
+    def recording(model, split, generator, batch_size):
+        seen.append(split)
+        return real(model, split, generator, batch_size)
+
+    monkeypatch.setattr(ssd_module, "importances", recording)
+    return seen
+
+
+def test_ssd_class_wise_batches_hold_one_class_like_the_reference(original, class_3, splits, monkeypatch):
+    # Regression: D_r used to be batched in index order (mixed classes) while D_f's batches hold
+    # one class; the reference's full-class script builds both class by class. With mixed retain
+    # batches the class gradients cancel, I_D is dominated by D's forget batches and I_f / I_D piles
+    # up at its bound for most entries (see the SSD docstring).
+    seen = recorded_importance_splits(monkeypatch)
+    unlearn(original, class_3, "ssd", device=CPU, splits=splits, selection=1.0)
+    full, forget = seen
+    retain_order, forget_order = by_label(class_3, class_3.retain_idx), by_label(class_3, class_3.forget_idx)
+    np.testing.assert_array_equal(full.indices, np.concatenate([retain_order, forget_order]))
+    np.testing.assert_array_equal(forget.indices, forget_order)
+    labels = class_3.train_labels[full.indices[: len(retain_order)]]
+    assert (np.diff(labels) >= 0).all() and len(np.unique(labels)) == 9
+    # Every full batch of D that lies inside one class holds that class only.
+    batch_labels = [set(class_3.train_labels[full.indices[i : i + 64]]) for i in range(0, len(full), 64)]
+    assert sum(len(b) == 1 for b in batch_labels) >= len(batch_labels) - 9
+
+
+def test_ssd_random_request_keeps_the_index_order(original, small_digits, monkeypatch):
+    # The reference's random script keeps the random order of random_split: no sorting there.
+    request = random_request(small_digits, 0.1, seed=0)
+    seen = recorded_importance_splits(monkeypatch)
+    unlearn(original, request, "ssd", device=CPU, splits=place(request, CPU))
+    full, forget = seen
+    np.testing.assert_array_equal(full.indices, np.concatenate([request.retain_idx, request.forget_idx]))
+    np.testing.assert_array_equal(forget.indices, request.forget_idx)
+
+
+def test_ssd_importance_ratio_is_bounded_by_the_batch_ratio(original, class_3, splits, caplog):
+    # Documented property: D contains D_f, so when |D_r| is a multiple of the batch size D's forget
+    # batches are exactly D_f's and I_f / I_D <= B_D / B_f for every entry; a selection alpha at or
+    # above that bound selects nothing (class-wise forgetting on 10 balanced classes: ~10 = alpha).
+    batch = 41
+    n_r, n_f = len(class_3.retain_idx), len(class_3.forget_idx)
+    assert n_r % batch == 0  # 533 = 13 x 41 on this split
+    bound = math.ceil((n_r + n_f) / batch) / math.ceil(n_f / batch)  # 15 / 2
+    _, record = unlearn(original, class_3, "ssd", device=CPU, splits=splits, selection=1.0, importance_batch_size=batch)
+    assert 0.5 * bound < record.extra["max_importance_ratio"] <= bound * (1 + 1e-5)
+    with caplog.at_level(logging.WARNING, logger="unlearnkit.methods.ssd"):
+        unlearned, record = unlearn(
+            original, class_3, "ssd", device=CPU, splits=splits, selection=bound * (1 + 1e-4), importance_batch_size=batch
+        )
+    assert record.extra["dampened_fraction"] == 0
+    assert torch.equal(weights(unlearned), weights(original))
+    assert "the model is unchanged" in caplog.text
 
 
 def test_ssd_with_huge_alpha_changes_nothing(original, class_3, splits):
@@ -171,6 +242,28 @@ def test_iu_raises_forget_loss(original, class_3, splits):
     x, y = forget_data(class_3, splits)
     with torch.no_grad():
         assert F.cross_entropy(unlearned(x), y) > F.cross_entropy(original(x), y)
+
+
+def test_iu_reports_the_scale_of_its_step(original, class_3, splits):
+    # alpha is scale-dependent (IU docstring): the record says how big the step was relative to the
+    # weights and how much the rank-one term of OPTML's estimator changed v.
+    alpha, n_damp = 10.0, 1000
+    unlearned, record = unlearn(original, class_3, "iu", device=CPU, splits=splits, alpha=alpha, augment=False)
+    delta = weights(unlearned) - weights(original)
+    assert record.extra["update_norm"] == pytest.approx(float(delta.norm()), rel=1e-4)
+    assert record.extra["relative_update"] == pytest.approx(float(delta.norm() / weights(original).norm()), rel=1e-4)
+
+    model = copy.deepcopy(original)
+    forget = Split(splits.train, class_3.forget_idx, NO_AUGMENT)
+    retain = Split(splits.train, class_3.retain_idx, NO_AUGMENT)
+    v, _ = influence_vector(model, forget, retain, 256, torch.Generator(), augment=False)
+    direction, _ = inverse_hvp(model, retain, v, n_damp, 256, torch.Generator(), augment=False)
+    torch.testing.assert_close(delta, alpha * direction, rtol=1e-4, atol=1e-6)
+    assert record.extra["correction_ratio"] == pytest.approx(float((direction - v).norm() / v.norm()), rel=1e-3, abs=1e-6)
+    x, y = splits.train.gather(class_3.retain_idx[: n_damp + 2])
+    grads = per_sample_grads(model, x, y)
+    eigenvalue = 1 + float(torch.dot(torch.stack(grads[1:]).sum(0), grads[0])) / n_damp
+    assert record.extra["rank_one_eigenvalue"] == pytest.approx(eigenvalue, rel=1e-5)
 
 
 @pytest.mark.parametrize("bad", [{"recursion_samples": 0}, {"batch_size": 0}, {"alpha": float("inf")}])
