@@ -90,7 +90,8 @@ def test_l1_gradient_matches_autograd(original):
     penalty = add_l1_gradient(params, 0.3)
     for p, g in zip(params, expected, strict=True):
         torch.testing.assert_close(p.grad, g)
-    torch.testing.assert_close(penalty, 0.3 * flat(model).abs().sum())
+    # A float32 sum of ~70k terms: its value depends on the summation order (thread count) at ~1e-6.
+    torch.testing.assert_close(penalty, 0.3 * flat(model).abs().sum(), rtol=1e-5, atol=0.0)
 
 
 @pytest.mark.parametrize("schedule", ["optml", "minnorm"])
