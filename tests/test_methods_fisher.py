@@ -354,6 +354,43 @@ def test_npo_gradient_weight_vanishes_as_probability_goes_to_zero():
     assert weights_seen[-1] < 1e-6  # bounded and vanishing, unlike GA's constant weight 1
 
 
+def test_npo_clamps_the_model_logits_not_the_reference(original, class_3, splits):
+    # S1 clamps the model's outputs to +-30 (MAX_LOGIT_THRESHOLD) before every loss; pi_o's are not clamped.
+    x, y = forget_data(class_3, splits)
+    with torch.no_grad():
+        reference = original(x)
+    logits = reference.clone()
+    logits[:, 0] = 40.0
+    logits.requires_grad_(True)
+    loss = npo_loss(logits, reference, y, 0.1, clamp=30.0)
+    torch.testing.assert_close(loss, npo_loss(logits.detach().clamp(-30, 30), reference, y, 0.1))
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert (grad[:, 0] == 0).all() and (grad[:, 1:] != 0).any()
+    far_reference = reference.clone()
+    far_reference[:, 0] = 40.0  # would change the loss if it were clamped
+    assert npo_loss(reference, far_reference, y, 0.1, clamp=30.0) != npo_loss(
+        reference, far_reference.clamp(-30, 30), y, 0.1, clamp=30.0
+    )
+
+
+def test_npo_forget_batches_are_unaugmented_by_default(original, class_3, splits, monkeypatch):
+    # Regression: S1's unlearning datasets are never augmented; the forget batches used to take the
+    # dataset's training augmentation because ``augment`` was not passed.
+    flags: list[bool] = []
+    real = Split.batches
+
+    def recording(self, *args, **kwargs):
+        flags.append(kwargs.get("augment", True))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Split, "batches", recording)
+    unlearn(original, class_3, "npo", device=CPU, splits=splits, recipe=TINY_RECIPE, epochs=2)
+    assert flags and not any(flags)
+    flags.clear()
+    unlearn(original, class_3, "npo", device=CPU, splits=splits, recipe=TINY_RECIPE, epochs=2, augment=True)
+    assert flags and all(flags)
+
+
 def test_npo_lowers_its_loss_and_the_forget_likelihood(original, class_3, splits):
     beta = 0.1
     unlearned, _ = unlearn(original, class_3, "npo", device=CPU, splits=splits, beta=beta, **TINY_HPARAMS["npo"])
@@ -365,7 +402,7 @@ def test_npo_lowers_its_loss_and_the_forget_likelihood(original, class_3, splits
     assert log_likelihood[1] < log_likelihood[0]
 
 
-@pytest.mark.parametrize("bad", [{"beta": 0.0}, {"lr": 0.0}, {"epochs": 0}])
+@pytest.mark.parametrize("bad", [{"beta": 0.0}, {"lr": 0.0}, {"epochs": 0}, {"logit_clamp": -1.0}])
 def test_npo_bad_hyperparameters(original, class_3, splits, bad):
     with pytest.raises(MethodError):
         unlearn(original, class_3, "npo", device=CPU, splits=splits, **bad)

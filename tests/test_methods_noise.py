@@ -113,6 +113,9 @@ def test_unsir_impair_forgets_and_repair_restores_the_retain_set(original, class
     assert after_repair["retain_acc"] > after_impair["retain_acc"] + 10
     assert after_repair["forget_acc"] < 10
     assert record.extra["forget_classes"] == [3] and record.extra["noise_steps"] == 25
+    n_noise = 32 * TINY_HPARAMS["unsir"]["noise_copies"]
+    n_retained = sum(min(500, int((splits.train.labels.numpy()[class_3.retain_idx] == c).sum())) for c in range(10))
+    assert record.extra["noise_share"] == pytest.approx(n_noise / (n_noise + n_retained))
 
 
 def test_unsir_reads_no_forget_image_and_a_per_class_retain_subset(original, class_3, splits, monkeypatch):

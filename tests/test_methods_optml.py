@@ -24,12 +24,14 @@ from unlearnkit.tasks import place
 
 # The reference defaults are tuned for CIFAR ResNet-18; on the 600-sample MLP:
 # - l1-sparse is FT plus a small penalty, so it needs FT's larger step (see test_methods.py);
-# - SCRUB's 5e-4 barely moves the student in 3 short epochs; 1e-2 forgets and keeps the retain set;
+# - SCRUB's 5e-4 barely moves the student in 3 short epochs; 1e-2 forgets and keeps the retain set.
+#   Its default forget batch (512, the notebook's loader) makes the 67-sample forget set a single
+#   max step per epoch, so the tests take batches of 32 / 128 (3 max, 5 min steps per epoch);
 # - KL-Unif takes one step per epoch here (the forget set is one batch), so more epochs and a larger lr.
 # SalUn forgets with its defaults.
 TINY_HPARAMS: dict[str, dict] = {
     "l1-sparse": {"lr": 0.1},
-    "scrub": {"lr": 0.01},
+    "scrub": {"lr": 0.01, "forget_batch_size": 32, "batch_size": 128},
     "kl-unif": {"lr": 3e-3, "epochs": 30},
 }
 
@@ -173,10 +175,37 @@ def test_scrub_max_steps_move_the_forget_set_away_from_the_teacher(original, cla
     assert forget_kl > 1.0 and forget_kl > 20 * retain_kl, (forget_kl, retain_kl)
     n_forget, n_retain = len(class_3.forget_idx), len(class_3.retain_idx)
     assert record.steps == 2 * math.ceil(n_forget / 32) + 3 * math.ceil(n_retain / 128)  # msteps=2 of 3 epochs
+    assert record.extra["max_steps"] == 2 * math.ceil(n_forget / 32)
+    assert record.extra["min_steps"] == 3 * math.ceil(n_retain / 128)
+    assert 0 < record.extra["max_kl"] < 1.0  # stable: a handful of max steps
 
     only_min, record = run(original, class_3, splits, "scrub", msteps=0)
-    assert record.steps == 3 * math.ceil(n_retain / 128)
+    assert record.steps == 3 * math.ceil(n_retain / 128) and record.extra["max_steps"] == 0
     assert mean_kl_to_teacher(only_min, original, splits, class_3.forget_idx) < 0.05
+
+
+def test_scrub_default_batches_are_the_loaders_the_notebook_ran(original, class_3, splits):
+    # Regression: the notebook's SCRUB cell sets del_batch_size = 32 / sgda_batch_size = 128 but
+    # trains on loaders built with batch 512 (forget) and 256 (retain). With 32, a 6000-image class
+    # took 188 max steps per epoch instead of ~12, and SCRUB collapsed (see the docstring).
+    params = Scrub.Params()
+    assert (params.forget_batch_size, params.batch_size) == (512, 256)
+    _, record = unlearn(original, class_3, "scrub", device=CPU, splits=splits, recipe=TINY_RECIPE)
+    n_forget, n_retain = len(class_3.forget_idx), len(class_3.retain_idx)
+    assert record.extra["max_steps"] == params.msteps * math.ceil(n_forget / 512)
+    assert record.extra["min_steps"] == params.epochs * math.ceil(n_retain / 256)
+
+
+def test_scrub_max_step_is_unbounded_so_many_max_steps_diverge(original, class_3, splits):
+    # -KL_T has no minimum: with everything else equal, 34 max steps (forget batch 4) instead of 6
+    # (batch 32) drive the KL up by orders of magnitude and wreck the retain set. The MLP has no
+    # BatchNorm: the divergence comes from the step count, not from BN statistics.
+    stable, few = run(original, class_3, splits, "scrub", forget_batch_size=32)
+    wrecked, many = run(original, class_3, splits, "scrub", forget_batch_size=4)
+    assert (few.extra["max_steps"], many.extra["max_steps"]) == (6, 34)
+    assert many.extra["max_kl"] > 100 * few.extra["max_kl"]
+    assert evaluate(stable, class_3, splits, ("accuracy",))["retain_acc"] > 95
+    assert evaluate(wrecked, class_3, splits, ("accuracy",))["retain_acc"] < 50
 
 
 def test_scrub_learning_rate_decays_after_the_listed_epochs():
