@@ -55,3 +55,18 @@ def test_report_command_prints_markdown(tmp_path):
     assert "| class:3 | ft | 10.00 | 97.00 | 96.00 | 90.00 | 5.50 | 0.50 |" in result.output
     empty = CliRunner().invoke(app, ["report", str(tmp_path / "nothing.jsonl")])
     assert empty.exit_code == 2 and "no results" in empty.output
+
+
+def test_bench_runs_on_a_stratified_subset_and_records_its_size(tmp_path):
+    from dataclasses import replace
+
+    from unlearnkit.train import default_recipe
+
+    config = BenchConfig(
+        "digits", "mlp", ["class:3"], ["ga"], out=tmp_path / "out", cache_dir=tmp_path / "cache",
+        recipe=replace(default_recipe("digits"), epochs=1), train_size=200, test_size=80,
+    )
+    rows = run_bench(config)
+    assert {(r["n_train"], r["n_test"]) for r in rows} == {(200, 80)}
+    with pytest.raises(ValueError, match="--train-size must be a positive"):
+        run_bench(replace(config, train_size=0))

@@ -46,6 +46,8 @@ class BenchConfig:
     recipe: TrainRecipe | None = None
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_dir: Path | None = None
+    train_size: int | None = None  # a class-stratified subset of the training split (None: all of it)
+    test_size: int | None = None
 
     def validate(self) -> None:
         for name in self.methods:
@@ -56,6 +58,14 @@ class BenchConfig:
             make_params(get_method(name), overrides)  # a typo fails now, not after training
         if self.seeds < 1:
             raise ValueError(f"--seeds must be at least 1; got {self.seeds}")
+        for name, size in (("--train-size", self.train_size), ("--test-size", self.test_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be a positive number of samples; got {size}")
+
+    def load(self) -> Dataset:
+        """The configured dataset, reduced to the configured subset sizes (fixed subset seed 0)."""
+        dataset = load_dataset(self.dataset, self.data_root, self.cache_dir)
+        return dataset.subset(self.train_size, self.test_size, seed=0)
 
 
 def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[str, Any]]:
@@ -63,7 +73,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
     config.validate()
     console = console or Console(quiet=True)
     device = resolve_device(config.device)
-    dataset = load_dataset(config.dataset, config.data_root, config.cache_dir)
+    dataset = config.load()
     recipe = config.recipe or default_recipe(config.dataset)
     results_path = Path(config.out) / "results.jsonl"
     rows = read_results(results_path)
@@ -101,7 +111,16 @@ def _run_cell(
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     original, original_meta = _train(config, dataset, request, np.arange(len(dataset.train)), recipe, seed, splits, cache, progress, "original")
     oracle, oracle_meta = _train(config, dataset, request, request.retain_idx, recipe, seed, splits, cache, progress, "oracle")
-    base = {"dataset": config.dataset, "model": config.model, "task": request.spec, "request": request.key(), "seed": seed, "device": device.type}
+    base = {
+        "dataset": config.dataset,
+        "model": config.model,
+        "task": request.spec,
+        "request": request.key(),
+        "seed": seed,
+        "device": device.type,
+        "n_train": len(dataset.train),
+        "n_test": len(dataset.test),
+    }
     rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
         cell = _Cell(config, request, seed, recipe, splits, pool, progress)

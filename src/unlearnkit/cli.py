@@ -102,6 +102,8 @@ def bench(
     epochs: Annotated[int | None, typer.Option(help="Override the epochs of the original/oracle recipe.")] = None,
     hparam: Annotated[list[str], typer.Option(help="METHOD.NAME=VALUE hyperparameter override; repeatable.")] = [],  # noqa: B006
     cache_dir: Annotated[Path | None, typer.Option(help="Checkpoint/data cache (default ~/.cache/unlearnkit).")] = None,
+    train_size: Annotated[int | None, typer.Option(help="Use a class-stratified subset of this many training images.")] = None,
+    test_size: Annotated[int | None, typer.Option(help="Use a class-stratified subset of this many test images.")] = None,
 ) -> None:
     """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
     try:
@@ -118,6 +120,8 @@ def bench(
             recipe=with_epochs(default_recipe(dataset), epochs),
             hparams=_parse_hparams(hparam),
             cache_dir=cache_dir,
+            train_size=train_size,
+            test_size=test_size,
         )
         if model not in MODELS:
             raise ModelError(f"unknown model {model!r}; registered models: {', '.join(sorted(MODELS))}")

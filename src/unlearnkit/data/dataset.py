@@ -7,7 +7,7 @@ an accelerator once and batched there (see :mod:`unlearnkit.data.batches`).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -120,9 +120,40 @@ class Dataset:
             )
         return self._fingerprint[0]
 
+    def subset(self, train_size: int | None = None, test_size: int | None = None, seed: int = 0) -> Dataset:
+        """A class-stratified random subset of each split (``None`` keeps a split whole).
+
+        Each class keeps its share of the split, so a balanced dataset stays balanced; the order of
+        the kept samples is the original order. The subset is a new dataset (its fingerprint, and
+        so every checkpoint key, differs from the full one); ``source`` records the sizes.
+        """
+        train = stratified_sample(self.train, train_size, seed, "train")
+        test = stratified_sample(self.test, test_size, seed, "test")
+        if train is self.train and test is self.test:
+            return self
+        source = f"{self.source} [subset: {len(train)} train / {len(test)} test, seed {seed}]"
+        return Dataset(self.name, train, test, source)
+
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training images in [0, 1] (for model input normalisation)."""
         pixels = self.train.images.astype(np.float32) / 255.0
         mean = pixels.mean(axis=(0, 2, 3))
         std = pixels.std(axis=(0, 2, 3)) + 1e-6
         return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def stratified_sample(split: ImageData, size: int | None, seed: int, what: str) -> ImageData:
+    """``size`` samples of ``split``, each class drawn in proportion to its count (seeded)."""
+    if size is None or size >= len(split):
+        return split
+    if size < split.num_classes:
+        raise DataError(f"a {what} subset of {size} cannot hold all {split.num_classes} classes; ask for at least {split.num_classes}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(split.labels, return_counts=True)
+    quota = np.floor(counts * size / len(split)).astype(int)
+    remainder = counts * size / len(split) - quota
+    quota[np.argsort(-remainder, kind="stable")[: size - quota.sum()]] += 1  # largest remainders fill up to size
+    kept = [rng.choice(np.flatnonzero(split.labels == c), q, replace=False) for c, q in zip(classes, quota, strict=True)]
+    index = np.sort(np.concatenate(kept))
+    coarse = split.coarse_labels[index] if split.coarse_labels is not None else None
+    return replace(split, images=split.images[index], labels=split.labels[index], coarse_labels=coarse)
