@@ -70,3 +70,19 @@ def test_bench_runs_on_a_stratified_subset_and_records_its_size(tmp_path):
     assert {(r["n_train"], r["n_test"]) for r in rows} == {(200, 80)}
     with pytest.raises(ValueError, match="--train-size must be a positive"):
         run_bench(replace(config, train_size=0))
+
+
+def test_a_class_wise_only_method_is_skipped_in_a_random_cell(tmp_path):
+    from dataclasses import replace
+
+    from unlearnkit.report import summarise
+    from unlearnkit.train import default_recipe
+
+    config = BenchConfig("digits", "mlp", ["random:0.1"], ["pour-p", "ft"], out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    config.recipe = replace(default_recipe("digits"), epochs=1)
+    rows = run_bench(config)
+    by_method = {r["method"]: r for r in rows}
+    assert "class-wise" in by_method["pour-p"]["skipped"] and by_method["pour-p"]["gap"] is None
+    assert by_method["ft"]["forget_acc"] is not None
+    assert {m for _, m in summarise(rows)} == {"original", "retrain", "ft"}
+    assert len(run_bench(config)) == 4  # the skipped row counts as done: nothing reruns

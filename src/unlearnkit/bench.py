@@ -110,7 +110,7 @@ def _run_cell(
     splits = place(request, device)
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     original, original_meta = _train(config, dataset, request, np.arange(len(dataset.train)), recipe, seed, splits, cache, progress, "original")
-    oracle, oracle_meta = _train(config, dataset, request, request.retain_idx, recipe, seed, splits, cache, progress, "oracle")
+    oracle, oracle_meta = _train(config, dataset, request, request.oracle_idx, recipe, seed, splits, cache, progress, "oracle")
     base = {
         "dataset": config.dataset,
         "model": config.model,
@@ -166,6 +166,9 @@ class _Cell:
 
     def unlearn(self, original: torch.nn.Module, method: str) -> tuple[Future | None, float, dict[str, Any]]:
         overrides = self.config.hparams.get(method, {})
+        reason = get_method(method).inapplicable(self.request.forget_classes)
+        if reason:  # e.g. a class-wise-only method in a random-sample cell of --methods all
+            return None, float("nan"), {"hparams": overrides, "skipped": reason}
         task = self.progress.add_task(f"{method} (seed {self.seed})", total=None)
         try:
             model, record = unlearn(original, self.request, method, seed=self.seed, device=self.splits.train.device, recipe=self.recipe, splits=self.splits, **overrides)

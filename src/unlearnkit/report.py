@@ -23,7 +23,8 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
     """``{(task, method): {metric: (mean, std, n)}}`` over seeds; reference rows come first."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        grouped[(row["task"], row["method"])].append(row)
+        if "skipped" not in row:  # a method that does not apply to this task has no entry
+            grouped[(row["task"], row["method"])].append(row)
     order = sorted(grouped, key=lambda k: (k[0], _method_rank(k[1]), k[1]))
     summary = {}
     for key in order:

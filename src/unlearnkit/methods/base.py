@@ -12,13 +12,14 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from unlearnkit.data import NO_AUGMENT, Augment, DeviceImages
 from unlearnkit.train import NonFiniteLossError, TrainRecipe
@@ -82,6 +83,60 @@ class Split:
             yield x, y, idx
 
 
+@dataclass(frozen=True)
+class TensorSplit:
+    """A granted split held as in-memory tensors, for tasks that are not image datasets.
+
+    The sine data-poisoning benchmark (spec 3.4a) feeds 1-D inputs and float targets; this type
+    offers the part of :class:`Split` that the forget-paced methods read (``len`` and
+    ``batches``), so the same method code runs on it [I]. There is no augmentation and no
+    relabelling; batches are index slices of ``inputs``/``targets`` in an order drawn on the CPU
+    from the run's generator, as :meth:`Split.batches`.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"inputs and targets must have the same length; got {len(self.inputs)} and {len(self.targets)}")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        shuffle: bool = True,
+        augment: bool = True,
+        labels: torch.Tensor | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(x, y, idx)`` batches; ``augment`` is accepted and ignored, ``labels`` is refused."""
+        if labels is not None:
+            raise ValueError("a TensorSplit has no relabelling; give the targets when building it")
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            idx = order[start : start + batch_size].to(self.inputs.device)
+            yield self.inputs[idx], self.targets[idx], idx
+
+
+# The data loss J of a method's descent steps: (model output, targets) -> scalar. The output may
+# be a tuple of heads (a multi-head model); the default is the cross-entropy of one head.
+DataLoss = Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The default data loss: cross-entropy of a single logit tensor against class indices."""
+    if isinstance(output, (tuple, list)):
+        raise TypeError(
+            f"the model returns {len(output)} heads; give a data loss for multi-head outputs "
+            "(e.g. unlearnkit.tasks.colour.two_head_cross_entropy)"
+        )
+    return F.cross_entropy(output, targets)
+
+
 @dataclass
 class Granted:
     """The data and context a method receives. ``forget``/``retain`` exist only if declared."""
@@ -93,18 +148,21 @@ class Granted:
     seed: int
     recipe: TrainRecipe
     generator: torch.Generator
-    forget_split: Split | None = None
-    retain_split: Split | None = None
+    forget_split: Split | TensorSplit | None = None
+    retain_split: Split | TensorSplit | None = None
     forget_classes: tuple[int, ...] = ()  # the forgotten classes of a class-wise request, else ()
+    # The data loss J of the S1-family methods (minnorm-og, ngd, ridge, l1-sparse): MSE for the
+    # sine regression benchmark, a two-head cross-entropy for the colour benchmarks (spec 3.3).
+    loss: DataLoss = cross_entropy_loss
 
     @property
-    def forget(self) -> Split:
+    def forget(self) -> Split | TensorSplit:
         if self.forget_split is None:
             raise AccessError(f"method {self.method!r} did not declare access to the forget set")
         return self.forget_split
 
     @property
-    def retain(self) -> Split:
+    def retain(self) -> Split | TensorSplit:
         if self.retain_split is None:
             raise AccessError(f"method {self.method!r} did not declare access to the retain set")
         return self.retain_split
@@ -139,6 +197,14 @@ class Method:
     needs: ClassVar[Access] = Access()
     Params: ClassVar[type] = dataclass(type("Params", (), {}))
     summary: ClassVar[str] = ""
+    class_wise_only: ClassVar[bool] = False  # needs whole forgotten classes (e.g. removes their head rows)
+
+    @classmethod
+    def inapplicable(cls, forget_classes: tuple[int, ...]) -> str | None:
+        """Why this method cannot serve a request with these forgotten classes, or None if it can."""
+        if cls.class_wise_only and not forget_classes:
+            return f"{cls.name} needs a class-wise request; this request forgets individual samples"
+        return None
 
     def access(self, params: Any) -> Access:
         """The access of this run (a method may take its retain fraction from ``params``)."""

@@ -7,6 +7,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -146,30 +147,63 @@ def clamped_cross_entropy(logits: torch.Tensor, y: torch.Tensor, clamp: float) -
     return F.cross_entropy(logits, y)
 
 
+def clamp_outputs(output: Any, clamp: float) -> Any:
+    """Each head of ``output`` (a tensor or a tuple of tensors) clamped to ``[-clamp, clamp]``; 0 = off."""
+    if clamp <= 0:
+        return output
+    if isinstance(output, (tuple, list)):
+        return type(output)(head.clamp(-clamp, clamp) for head in output)
+    return output.clamp(-clamp, clamp)
+
+
+def clamped_data_loss(data: Granted, output: Any, y: torch.Tensor, clamp: float) -> torch.Tensor:
+    """``data.loss`` (cross-entropy by default) on the clamped outputs (S1 clamps before every loss).
+
+    With the default loss this equals :func:`clamped_cross_entropy`. For regression (the sine
+    benchmark, spec 3.4a) give ``logit_clamp`` = 0: S1 clamps only in its image experiments.
+    """
+    return data.loss(clamp_outputs(output, clamp), y)
+
+
 GradientHook = Callable[[int], torch.Tensor | None]
 
 
 def forget_paced_descent(
-    method: str, model: nn.Module, data: Granted, params: ForgetPacedParams, after_backward: GradientHook | None = None
+    method: str,
+    model: nn.Module,
+    data: Granted,
+    params: ForgetPacedParams,
+    after_backward: GradientHook | None = None,
+    *,
+    retain_weight: float = 1.0,
+    forget_weight: float = 0.0,
 ) -> int:
-    """AdamW on the retain cross-entropy, ``epochs`` x ``ceil(|D_f| / batch_size)`` steps; returns the step count.
+    """AdamW on ``retain_weight * J_r - forget_weight * J_f``, ``epochs`` x ``ceil(|D_f| / batch_size)`` steps.
 
-    Each step takes the next batch of :func:`retain_cycle` (D_f only sets the number of steps
-    per epoch: only its size is read). ``after_backward(step)`` runs between the backward pass
-    and the optimiser step with the 0-based global step index; it may modify the gradients and
-    may return a penalty value to add to the loss that is checked for NaN/inf once per epoch.
+    ``J`` is ``data.loss`` (cross-entropy unless the task gives another, e.g. MSE) on outputs
+    clamped to ``params.logit_clamp``. Each step takes the next batch of :func:`retain_cycle`.
+    With the default ``forget_weight`` = 0, D_f only sets the number of steps per epoch (only its
+    size is read; used so by ridge, ngd). A nonzero ``forget_weight`` pairs each step with the next
+    batch of a shuffled pass over D_f, as S1's base loop: ``retain_weight`` = 0 and
+    ``forget_weight`` = 1 is S1's GA, ``retain_weight`` = 1 and ``forget_weight`` = lambda_GA its
+    NGP (spec 3.5) [V-code]. With ``retain_weight`` = 0 the retain set is not read.
+    ``after_backward(step)`` runs between the backward pass and the optimiser step with the
+    0-based global step index; it may modify the gradients and may return a penalty value to
+    add to the loss that is checked for NaN/inf once per epoch. Returns the step count.
     """
     optimizer = adamw(model, params.lr, params.weight_decay)
     guard = LossGuard(method, data.device)
     steps_per_epoch = forget_paced_steps(len(data.forget), params.batch_size)
-    batches = retain_cycle(data.retain, params.batch_size, data.generator, params.augment)
+    batches = retain_cycle(data.retain, params.batch_size, data.generator, params.augment) if retain_weight else None
     model.train()
     step_index = 0
     for epoch in range(params.epochs):
-        for _ in range(steps_per_epoch):
-            x, y = next(batches)
-            with autocast(data.device):
-                loss = clamped_cross_entropy(model(x), y, params.logit_clamp)
+        if forget_weight:
+            forget_batches = (f[:2] for f in data.forget.batches(params.batch_size, data.generator, augment=params.augment))
+        else:
+            forget_batches = itertools.repeat(None, steps_per_epoch)
+        for forget_batch in forget_batches:
+            loss = _paired_loss(data, model, params.logit_clamp, batches, forget_batch, retain_weight, forget_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             extra = after_backward(step_index) if after_backward is not None else None
@@ -178,3 +212,25 @@ def forget_paced_descent(
             step_index += 1
         guard.check(epoch + 1)
     return guard.steps
+
+
+def _paired_loss(
+    data: Granted,
+    model: nn.Module,
+    clamp: float,
+    retain_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None,
+    forget_batch: tuple[torch.Tensor, torch.Tensor] | None,
+    retain_weight: float,
+    forget_weight: float,
+) -> torch.Tensor:
+    """``retain_weight * J(next retain batch) - forget_weight * J(forget_batch)`` (terms of weight 0 skipped)."""
+    loss = torch.zeros((), device=data.device)
+    with autocast(data.device):
+        if retain_batches is not None:
+            x, y = next(retain_batches)
+            retain_loss = clamped_data_loss(data, model(x), y, clamp)
+            loss = retain_loss if retain_weight == 1 else retain_weight * retain_loss
+        if forget_batch is not None:
+            x_f, y_f = forget_batch
+            loss = loss - forget_weight * clamped_data_loss(data, model(x_f), y_f, clamp)
+    return loss

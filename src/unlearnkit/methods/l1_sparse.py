@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from unlearnkit.methods.base import Access, Granted, LossGuard, Method, MethodError, register_method
-from unlearnkit.methods.common import SGDParams, adamw, cross_entropy, sgd
+from unlearnkit.methods.common import SGDParams, adamw, sgd
 from unlearnkit.runtime import autocast
 
 SCHEDULES = ("optml", "minnorm")
@@ -55,6 +55,9 @@ class L1Sparse(Method):
     steps); we keep the OPTML epoch (one pass over D_r) in both schedules, so this method never
     reads D_f.
 
+    The data loss is ``data.loss`` (cross-entropy unless the task gives another: MSE for the
+    sine benchmark of spec 3.4a, where D_r is one full batch, so an epoch is one step as in S1).
+
     Cost: ``epochs`` passes over D_r (one forward/backward per batch). Retain set only.
     """
 
@@ -82,7 +85,7 @@ class L1Sparse(Method):
                 coefficient = l1_coefficient(params.alpha, epoch, params.epochs, params.no_l1_epochs, "optml")
             for x, y, _ in data.retain.batches(params.batch_size, data.generator):
                 with autocast(data.device):
-                    loss = cross_entropy(model, x, y)
+                    loss = data.loss(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 penalty = add_l1_gradient(parameters, coefficient)

@@ -14,7 +14,7 @@ from unlearnkit.methods.common import (
     ForgetPacedParams,
     adamw,
     check_forget_paced,
-    clamped_cross_entropy,
+    clamped_data_loss,
     forget_paced_steps,
     retain_cycle,
 )
@@ -49,6 +49,8 @@ class MinNormOG(Method):
 
     1. draw ``n_pert`` class-balanced points of ``B_r`` (:func:`class_balanced_sample`:
        ``n_pert // #classes in B_r`` per present class, a class with fewer members gives them all);
+       with floating (regression) targets a uniformly random ``n_pert`` of ``B_r`` instead
+       (:func:`gradient_sample`; S1's regression branch);
     2. stack the gradients of each point's **max logit** (argmax index held fixed) with respect to
        every trainable parameter into ``A`` (p x k) (:func:`max_logit_gradients`);
     3. ``theta <- theta - c * (theta - Q Q^T theta)`` with ``A = QR`` (reduced QR in float64, Q cast
@@ -56,7 +58,9 @@ class MinNormOG(Method):
        ``c <- gamma_reg * c``; ``c`` starts at ``lambda_reg`` in [0, 1] (S1 asserts it; a
        MethodError here).
 
-    Then one AdamW step on the retain cross-entropy of ``B_r`` (logits clamped to +-30, S1's
+    Then one AdamW step on the retain data loss of ``B_r`` (``data.loss``: cross-entropy by
+    default, MSE for the sine benchmark, the sum of both heads' CE for the colour benchmarks;
+    logits clamped to +-30, S1's
     ``MAX_LOGIT_THRESHOLD``; ``logit_clamp`` 0 disables). Checked in S1: the projection runs before
     the descent step (``pre_loss_update``), as in the paper's Algorithm 1 (appendix F.1.10 says
     after; we follow the code) [V-code].
@@ -85,8 +89,8 @@ class MinNormOG(Method):
     Multi-head models: :func:`max_logit_gradients` takes ``heads`` (a function from the model
     output to its list of logit tensors, :func:`output_heads` by default) and stacks the
     per-head max-logit gradients head after head (``H * k`` columns), as S1 does for its class and
-    colour heads; class balance uses the labels given (S1: the first head's labels). Our models
-    have one head.
+    colour heads; class balance uses the labels given (S1: the first head's labels). A 1-output
+    regression model's "max logit" is its single output (spec 3.2, regression).
 
     Deviations and choices:
 
@@ -155,9 +159,9 @@ class MinNormOG(Method):
                 x, y = next(batches)
                 if params.forward_before_projection:
                     with autocast(data.device):
-                        loss = clamped_cross_entropy(model(x), y, params.logit_clamp)
+                        loss = clamped_data_loss(data, model(x), y, params.logit_clamp)
                 if project:
-                    chosen = class_balanced_sample(y, params.n_pert, data.generator).to(x.device)
+                    chosen = gradient_sample(y, params.n_pert, data.generator).to(x.device)
                     grads = max_logit_gradients(model, x[chosen], parameters, mode=params.per_sample_grads)
                     shrink_orthogonal(parameters, grads, c, self.name)
                     columns.append(grads.shape[1])
@@ -168,7 +172,7 @@ class MinNormOG(Method):
                     c_per_step.append(0.0)
                 if not params.forward_before_projection:
                     with autocast(data.device):
-                        loss = clamped_cross_entropy(model(x), y, params.logit_clamp)
+                        loss = clamped_data_loss(data, model(x), y, params.logit_clamp)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -205,6 +209,19 @@ def check_params(method: str, params: MinNormOG.Params) -> None:
 def is_projection_epoch(epoch: int, epochs: int, gd_epochs: int, proj_period: int) -> bool:
     """S1's rule: project in epoch ``t`` iff ``t < T - T_GD`` and ``t % T_proj == 0`` (0-based t)."""
     return epoch < epochs - gd_epochs and epoch % proj_period == 0
+
+
+def gradient_sample(targets: torch.Tensor, n_pert: int, generator: torch.Generator) -> torch.Tensor:
+    """The batch positions whose max-logit gradients span G (spec 3.2 "Subsample selection").
+
+    Integer targets (class indices) give S1's class-balanced draw (:func:`class_balanced_sample`);
+    floating targets (regression, e.g. the sine benchmark of spec 3.4a) give S1's regression
+    branch, a uniformly random ``n_pert`` of the batch (all of it if smaller), drawn with
+    ``generator`` [V-code for both branches; switching on the target dtype is our choice, I].
+    """
+    if targets.is_floating_point():
+        return torch.randperm(len(targets), generator=generator)[:n_pert]
+    return class_balanced_sample(targets, n_pert, generator)
 
 
 def class_balanced_sample(labels: torch.Tensor, n_pert: int, generator: torch.Generator) -> torch.Tensor:
@@ -323,6 +340,7 @@ def projection_fraction(delta: torch.Tensor, grads: torch.Tensor) -> float:
 __all__ = [
     "MinNormOG",
     "class_balanced_sample",
+    "gradient_sample",
     "is_projection_epoch",
     "max_logit_gradients",
     "output_heads",

@@ -18,7 +18,8 @@ class NoisyGD(Method):
     Overparameterization", NeurIPS 2025; spec 3.5), as ``NGDUnlearner`` in
     ``jacob-block/overparameterized-unlearning`` ``common/unlearners/unlearners.py`` (S1).
 
-    Each step: the retain cross-entropy's gradient, then ``N(0, sigma^2)`` noise added to every
+    Each step: the gradient of the retain data loss (``data.loss``: cross-entropy by default, MSE
+    on the sine benchmark of spec 3.4a), then ``N(0, sigma^2)`` noise added to every
     parameter's gradient (checked in S1 ``common/utils/model_utils.py``, ``add_gradient_noise``:
     ``grad += sigma * randn_like(grad)`` for every parameter that has a gradient [V-code]), then
     the AdamW step. Note that AdamW normalises the noisy gradient, so sigma acts relative to the

@@ -59,6 +59,7 @@ class PourDistillation(Method):
     """
 
     needs = Access(forget=True)
+    class_wise_only = True
     summary = "distil the encoder on the forget set toward the original features projected off the forgotten class (head fixed)"
 
     @dataclass

@@ -58,6 +58,7 @@ class PourProjection(Method):
     """
 
     needs = Access(forget=True)
+    class_wise_only = True
     summary = "fold the projector removing the forgotten classes' feature directions into the head (closed form)"
 
     @dataclass

@@ -18,7 +18,8 @@ class Ridge(Method):
     Overparameterization", NeurIPS 2025; spec 3.5), as ``RidgeUnlearner`` in
     ``jacob-block/overparameterized-unlearning`` ``common/unlearners/unlearners.py`` (S1).
 
-    Each step minimises ``J_r + lambda_t * ||theta||_2^2`` on a retain batch with AdamW, where
+    Each step minimises ``J_r + lambda_t * ||theta||_2^2`` on a retain batch with AdamW (``J`` =
+    ``data.loss``: cross-entropy by default, MSE on the sine benchmark of spec 3.4a), where
     ``theta`` is every trainable parameter and ``lambda_t = lambda_reg * gamma_reg ** t`` for the
     0-based global step t (:func:`ridge_coefficient`). Checked in S1: the coefficient is
     multiplied by ``gamma_reg`` *after* every step (``post_loss_update``), so the first step uses

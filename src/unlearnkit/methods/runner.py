@@ -12,7 +12,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from unlearnkit.methods.base import Access, Granted, Split, get_method, make_params
+from unlearnkit.methods.base import (
+    Access,
+    DataLoss,
+    Granted,
+    Split,
+    TensorSplit,
+    cross_entropy_loss,
+    get_method,
+    make_params,
+)
 from unlearnkit.models import ModelError, as_classifier
 from unlearnkit.runtime import cpu_generator, eval_mode, resolve_device, seed_everything, to_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, place
@@ -76,6 +85,64 @@ def unlearn(
     extra = runner.run(unlearned, granted, params) or {}
     if target.type == "cuda":
         torch.cuda.synchronize(target)
+    elapsed = time.perf_counter() - start
+    unlearned.eval()
+    record = UnlearnRecord(
+        method=method,
+        hparams=dataclasses.asdict(params),
+        time_s=elapsed,
+        seed=seed,
+        access=access.describe(),
+        steps=extra.pop("steps", None),
+        extra=extra,
+    )
+    return unlearned, record
+
+
+def unlearn_tensors(
+    model: nn.Module,
+    retain: tuple[torch.Tensor, torch.Tensor],
+    forget: tuple[torch.Tensor, torch.Tensor],
+    method: str,
+    *,
+    loss: DataLoss = cross_entropy_loss,
+    seed: int = 0,
+    **hparams: Any,
+) -> tuple[nn.Module, UnlearnRecord]:
+    """Unlearn ``forget`` from ``model`` given as in-memory ``(inputs, targets)`` tensors.
+
+    The entry point for tasks that are not image datasets (the sine data-poisoning benchmark,
+    spec 3.4a): the data stay on their device as :class:`TensorSplit` s, ``loss`` is the data loss
+    the S1-family methods descend on (e.g. MSE), and the model is used as given (no adapter, no
+    shape check against a request). Methods that need an image dataset or a training recipe
+    (``retrain``, SalUn's relabelling...) do not run here. The given model is not modified.
+    """
+    method_cls = get_method(method)
+    params = make_params(method_cls, hparams)
+    runner = method_cls()
+    access = runner.access(params)
+    device = retain[0].device
+    unlearned = copy.deepcopy(model)
+    with torch.no_grad(), eval_mode(model):
+        outputs = model(retain[0][:1])
+    seed_everything(seed)
+    granted = Granted(
+        method=method,
+        original=model,
+        num_classes=outputs.shape[-1] if isinstance(outputs, torch.Tensor) else outputs[0].shape[-1],
+        device=device,
+        seed=seed,
+        recipe=TrainRecipe(),
+        generator=cpu_generator(seed),
+        loss=loss,
+    )
+    if access.forget:
+        granted.forget_split = TensorSplit(*forget)
+    if access.retain:
+        kept = torch.as_tensor(retain_subset(np.arange(len(retain[0])), access.retain_fraction, seed), device=device)
+        granted.retain_split = TensorSplit(retain[0][kept], retain[1][kept])
+    start = time.perf_counter()
+    extra = runner.run(unlearned, granted, params) or {}
     elapsed = time.perf_counter() - start
     unlearned.eval()
     record = UnlearnRecord(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from unlearnkit.metrics import accuracy, mia  # noqa: F401  (registers the metrics)
+from unlearnkit.metrics import accuracy, mia, tarf  # noqa: F401  (registers the metrics)
 from unlearnkit.metrics.gap import GAP_KEYS, gap_to_oracle
 from unlearnkit.metrics.outputs import ModelOutputs, SplitOutputs, compute_outputs
 from unlearnkit.metrics.registry import METRICS, register_metric

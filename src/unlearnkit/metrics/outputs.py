@@ -8,8 +8,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from unlearnkit.data import DeviceImages
 from unlearnkit.inference import predict
 from unlearnkit.tasks import DeviceSplits, ForgetRequest
+from unlearnkit.tasks.request import extra_set_split
 
 SPLITS = ("forget", "retain", "test_forget", "test_retain")
 
@@ -36,7 +38,8 @@ class SplitOutputs:
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """Outputs of one model on ``forget``, ``retain``, ``test_forget`` and ``test_retain``."""
+    """Outputs of one model on ``forget``, ``retain``, ``test_forget``, ``test_retain`` and the
+    request's extra sets (named as in ``request.extra_sets``)."""
 
     splits: dict[str, SplitOutputs]
 
@@ -45,21 +48,58 @@ class ModelOutputs:
 
 
 def split_indices(request: ForgetRequest) -> dict[str, tuple[str, np.ndarray]]:
-    """Which device split and which indices make each named split."""
-    return {
+    """Which device split and which indices make each named split: the four standard ones, then
+    every extra set of the request (e.g. TARF's, spec 5.2) under its own name."""
+    standard = {
         "forget": ("train", request.forget_idx),
         "retain": ("train", request.retain_idx),
         "test_forget": ("test", request.test_forget_idx),
         "test_retain": ("test", request.test_retain_idx),
     }
+    extra = {name: (extra_set_split(name), indices) for name, indices in request.extra_sets.items()}
+    return standard | extra
+
+
+class _LogitTable:
+    """Logits of one device split by sample index, filled as splits are computed.
+
+    Extra sets usually overlap the standard splits (TARF's D_t, D_r, ... lie inside
+    forget + retain), so their logits are looked up rather than computed again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.known = np.zeros(size, dtype=bool)
+        self.logits: torch.Tensor | None = None
+
+    def fill(self, indices: np.ndarray, logits: torch.Tensor) -> None:
+        if len(indices) == 0:
+            return
+        if self.logits is None:
+            self.logits = torch.empty(len(self.known), logits.shape[1], dtype=logits.dtype)
+        self.logits[torch.as_tensor(indices, dtype=torch.long)] = logits
+        self.known[indices] = True
+
+    def outputs(self, model: nn.Module, images: DeviceImages, indices: np.ndarray) -> torch.Tensor:
+        """Logits of ``indices`` in order, running the model only on samples not seen before."""
+        missing = indices[~self.known[indices]]
+        if len(missing) == len(indices):  # nothing to reuse: exactly one forward pass, as before
+            logits, _ = predict(model, images, indices)
+            self.fill(indices, logits.cpu())
+            return logits.cpu()
+        if len(missing):
+            logits, _ = predict(model, images, missing)
+            self.fill(missing, logits.cpu())
+        assert self.logits is not None
+        return self.logits[torch.as_tensor(indices, dtype=torch.long)]
 
 
 def compute_outputs(model: nn.Module, request: ForgetRequest, splits: DeviceSplits) -> ModelOutputs:
-    """One forward pass over every split of ``request``."""
+    """One forward pass over every sample of every split of ``request`` (none computed twice)."""
+    tables = {"train": _LogitTable(len(splits.train)), "test": _LogitTable(len(splits.test))}
     result = {}
     for name, (which, indices) in split_indices(request).items():
         images = splits.train if which == "train" else splits.test
-        logits, _ = predict(model, images, indices)
+        logits = tables[which].outputs(model, images, np.asarray(indices))
         labels = images.labels[torch.as_tensor(indices, dtype=torch.long, device=images.device)]
-        result[name] = SplitOutputs(logits.cpu(), labels.cpu())
+        result[name] = SplitOutputs(logits, labels.cpu())
     return ModelOutputs(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,10 @@ from unlearnkit.data import Dataset, DeviceImages, ImageData
 
 class RequestError(ValueError):
     """A forget request that cannot be honoured as given (the message says why and what is valid)."""
+
+
+TRUE_REMAINING = "train_true_remaining"  # the extra set the oracle trains on (TARF's D_r, spec 5.2)
+RESERVED_SET_NAMES = ("forget", "retain", "test_forget", "test_retain")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class ForgetRequest:
             forgetting, spec 6.1; the whole test set otherwise).
         label_space: ``"fine"`` (or ``"coarse"`` where a dataset has superclasses).
         forget_classes: class indices (in ``label_space``) forgotten by a class-wise request.
+        extra_sets: further named index sets (TARF tasks, spec 5.2). A name starting with
+            ``"train_"`` indexes the training split, one starting with ``"test_"`` the test split;
+            metrics get a model's outputs on each under the same name. Empty for plain requests.
     """
 
     dataset: Dataset
@@ -41,11 +49,20 @@ class ForgetRequest:
     test_retain_idx: np.ndarray
     label_space: str = "fine"
     forget_classes: tuple[int, ...] = ()
+    extra_sets: Mapping[str, np.ndarray] = field(default_factory=dict)
     _key: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_partition(self.forget_idx, self.retain_idx, len(self.dataset.train), "training")
         check_partition(self.test_forget_idx, self.test_retain_idx, len(self.dataset.test), "test", allow_empty_forget=True, cover=False)
+        for name, indices in self.extra_sets.items():
+            check_extra_set(name, indices, len(self.dataset.train), len(self.dataset.test))
+
+    @property
+    def oracle_idx(self) -> np.ndarray:
+        """Training indices the oracle is retrained on: the true remaining set D_r = D \\ D_t for
+        TARF tasks (spec 5.2, the ``"train_true_remaining"`` extra set), ``retain_idx`` otherwise."""
+        return self.extra_sets.get(TRUE_REMAINING, self.retain_idx)
 
     @property
     def train_labels(self) -> np.ndarray:
@@ -69,6 +86,10 @@ class ForgetRequest:
             digest = hashlib.sha256(self.dataset.fingerprint().encode() + self.label_space.encode())
             for part in (self.forget_idx, self.test_retain_idx):
                 digest.update(np.sort(part).astype(np.int64).tobytes())
+            if self.extra_sets:  # only TARF tasks: plain requests keep their old keys
+                digest.update(self.kind.encode())
+                for name in sorted(self.extra_sets):
+                    digest.update(name.encode() + np.sort(self.extra_sets[name]).astype(np.int64).tobytes())
             self._key.append(digest.hexdigest()[:12])
         return self._key[0]
 
@@ -120,6 +141,28 @@ def check_partition(
         raise RequestError(f"the {what} forget and retain sets must cover all {size} samples")
     if cover and len(retain) == 0:
         raise RequestError(f"the forget set covers all {size} {what} samples: nothing would remain to keep a model")
+
+
+def extra_set_split(name: str) -> str:
+    """``"train"`` or ``"test"``: the split an extra set indexes, read from its name's prefix."""
+    for split in ("train", "test"):
+        if name.startswith(split + "_") and len(name) > len(split) + 1:
+            return split
+    raise RequestError(f"extra set name {name!r} must start with 'train_' or 'test_' (the split it indexes)")
+
+
+def check_extra_set(name: str, indices: np.ndarray, n_train: int, n_test: int) -> None:
+    """Check one named extra set: a valid name and duplicate-free, in-range integer indices."""
+    if name in RESERVED_SET_NAMES:
+        raise RequestError(f"extra set name {name!r} is taken by a standard split; reserved: {', '.join(RESERVED_SET_NAMES)}")
+    split = extra_set_split(name)
+    size = n_train if split == "train" else n_test
+    if indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
+        raise RequestError(f"extra set {name!r} must be a 1-D integer array; got {indices.dtype} of shape {indices.shape}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= size):
+        raise RequestError(f"extra set {name!r} indices must lie in [0, {size}) ({split} split); found [{indices.min()}, {indices.max()}]")
+    if len(np.unique(indices)) != len(indices):
+        raise RequestError(f"extra set {name!r} contains duplicate indices")
 
 
 @dataclass(frozen=True)
