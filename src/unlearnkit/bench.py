@@ -23,6 +23,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from unlearnkit.audit import AuditConfig, Auditor
+from unlearnkit.audit.reconstruction import save_image_grid
+from unlearnkit.checkpoint import save_checkpoint
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
 from unlearnkit.metrics import compute_outputs, gap_to_oracle, score
@@ -48,6 +51,8 @@ class BenchConfig:
     cache_dir: Path | None = None
     train_size: int | None = None  # a class-stratified subset of the training split (None: all of it)
     test_size: int | None = None
+    audit: AuditConfig | None = None  # run the deep-forgetting audits on every row's model
+    save_models: bool = False  # keep every model of the grid as OUT/models/<request>/seed<N>/<method>.safetensors
 
     def validate(self) -> None:
         for name in self.methods:
@@ -124,7 +129,12 @@ def _run_cell(
     rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
         cell = _Cell(config, request, seed, recipe, splits, pool, progress)
-        oracle_scores = cell.submit(oracle)
+        if config.audit is not None:
+            cell.auditor = Auditor(request, splits, original, oracle, config.audit)
+        if config.save_models:
+            cell.models_dir = Path(config.out) / "models" / _request_name(request) / f"seed{seed}"
+            cell.model_spec = original_meta["model_spec"]
+        oracle_scores, oracle_audit = cell.submit(oracle, "retrain")
         references = {
             "original": (original, original_meta),
             "retrain": (oracle, oracle_meta),
@@ -134,8 +144,8 @@ def _run_cell(
             for method in pending:
                 if method in references:
                     model, meta = references[method]
-                    future = oracle_scores if method == "retrain" else cell.submit(model)
-                    scored.append((method, future, meta["time_s"], {"hparams": {}, "cached": meta["cached"]}))
+                    future, audited = (oracle_scores, oracle_audit) if method == "retrain" else cell.submit(model, method)
+                    scored.append((method, future, meta["time_s"], {"hparams": {}, "cached": meta["cached"]} | audited))
                 else:
                     scored.append((method, *cell.unlearn(original, method)))
         finally:  # a crash in one method keeps every row finished before it
@@ -146,7 +156,21 @@ def _run_cell(
                 row = base | {"method": method} | metrics | {"gap": gap, "time_s": time_s} | extra
                 append_result(results_path, row)
                 rows.append(row)
+            if cell.auditor is not None and cell.auditor.gallery:
+                _save_gallery(cell.auditor, Path(config.out) / "audit" / f"{_request_name(request)}-seed{seed}.png")
     return rows
+
+
+def _save_gallery(auditor: Auditor, path: Path) -> None:
+    """One image grid per cell: the true forget samples, then every audited model's reconstruction."""
+    images, _ = auditor.reconstruction_targets()
+    save_image_grid(images.cpu(), auditor.gallery, path)
+
+
+def _request_name(request: ForgetRequest) -> str:
+    """A file-name-safe, readable and unique name: the task spec plus the request key's start."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.spec)[:60]
+    return f"{slug}-{request.key()[:8]}"
 
 
 @dataclass
@@ -161,8 +185,17 @@ class _Cell:
     pool: ThreadPoolExecutor
     progress: Progress
 
-    def submit(self, model: torch.nn.Module) -> Future:
-        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request)
+    auditor: Auditor | None = None
+    models_dir: Path | None = None
+    model_spec: dict[str, Any] | None = None
+
+    def submit(self, model: torch.nn.Module, name: str) -> tuple[Future, dict[str, Any]]:
+        """Score ``model`` in the pool; save and audit it here (the audits use the device)."""
+        if self.models_dir is not None:
+            meta = {"model_spec": self.model_spec, "method": name, "task": self.request.spec, "seed": self.seed}
+            save_checkpoint(model, self.models_dir / f"{name}.safetensors", meta)
+        audited = self.auditor.audit(model, name) if self.auditor is not None else {}
+        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request), audited
 
     def unlearn(self, original: torch.nn.Module, method: str) -> tuple[Future | None, float, dict[str, Any]]:
         overrides = self.config.hparams.get(method, {})
@@ -176,7 +209,8 @@ class _Cell:
             return None, float("nan"), {"hparams": overrides, "error": str(err)}
         finally:
             self.progress.remove_task(task)
-        return self.submit(model), record.time_s, {"hparams": record.hparams, "steps": record.steps, "access": record.access}
+        future, audited = self.submit(model, method)
+        return future, record.time_s, {"hparams": record.hparams, "steps": record.steps, "access": record.access} | audited
 
 
 def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):

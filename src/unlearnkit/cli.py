@@ -13,13 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from unlearnkit.audit import FAMILIES, AuditConfig, AuditError
 from unlearnkit.bench import BenchConfig, environment, read_results, run_bench, with_epochs
 from unlearnkit.checkpoint import CheckpointError
 from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
 from unlearnkit.metrics import METRICS
 from unlearnkit.models import MODELS, ModelError
-from unlearnkit.report import markdown_table, results_table
+from unlearnkit.report import AUDIT_COLUMNS, COLUMNS, markdown_table, results_table
 from unlearnkit.tasks import REQUEST_KINDS, RequestError
 from unlearnkit.train import NonFiniteLossError, default_recipe
 
@@ -27,7 +28,7 @@ app = typer.Typer(help="Machine unlearning for image classifiers: unlearn, compa
 console = Console()
 if not console.is_terminal:  # logs and pipes: keep table rows on one line instead of 80 columns
     console = Console(width=160)
-USER_ERRORS = (DataError, RequestError, MethodError, ModelError, CheckpointError, NonFiniteLossError, ValueError)
+USER_ERRORS = (DataError, RequestError, MethodError, ModelError, CheckpointError, NonFiniteLossError, AuditError, ValueError)
 
 
 class DeviceChoice(StrEnum):
@@ -104,6 +105,10 @@ def bench(
     cache_dir: Annotated[Path | None, typer.Option(help="Checkpoint/data cache (default ~/.cache/unlearnkit).")] = None,
     train_size: Annotated[int | None, typer.Option(help="Use a class-stratified subset of this many training images.")] = None,
     test_size: Annotated[int | None, typer.Option(help="Use a class-stratified subset of this many test images.")] = None,
+    audit: Annotated[bool, typer.Option(help="Add the deep-forgetting audits (MIA family, CKA/RUS/AUS, recovery, reconstruction) to every row.")] = False,
+    audit_reconstruction: Annotated[int, typer.Option(min=0, help="With --audit: forget samples inverted per model (0: none).")] = 2,
+    audit_steps: Annotated[int, typer.Option(min=1, help="With --audit: gradient-inversion steps per sample.")] = 1000,
+    save_models: Annotated[bool, typer.Option(help="Keep every model as OUT/models/<task>/seed<N>/<method>.safetensors (for `unlearnkit audit`).")] = False,
 ) -> None:
     """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
     try:
@@ -122,6 +127,8 @@ def bench(
             cache_dir=cache_dir,
             train_size=train_size,
             test_size=test_size,
+            audit=AuditConfig(reconstruction_samples=audit_reconstruction, reconstruction_steps=audit_steps) if audit else None,
+            save_models=save_models,
         )
         if model not in MODELS:
             raise ModelError(f"unknown model {model!r}; registered models: {', '.join(sorted(MODELS))}")
@@ -134,16 +141,53 @@ def bench(
 def report(
     results: Annotated[Path, typer.Argument(help="A results.jsonl file (or the folder holding it).")],
     markdown: Annotated[bool, typer.Option(help="Print a Markdown table instead of a terminal table.")] = False,
+    audit: Annotated[bool, typer.Option(help="Show the audit metrics of a `bench --audit` run instead of the main ones.")] = False,
 ) -> None:
     """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
     path = results / "results.jsonl" if results.is_dir() else results
     rows = read_results(path)
     if not rows:
         _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
+    columns = AUDIT_COLUMNS if audit else COLUMNS
     if markdown:
-        print(markdown_table(rows))
+        print(markdown_table(rows, columns))
     else:
-        console.print(results_table(rows, title=str(path)))
+        console.print(results_table(rows, title=str(path), columns=columns))
+
+
+@app.command()
+def audit(
+    original: Annotated[Path, typer.Option(help="Checkpoint (.safetensors + .json sidecar) of the model before unlearning.")],
+    unlearned: Annotated[Path, typer.Option(help="Checkpoint of the unlearned model.")],
+    dataset: Annotated[str, typer.Option(help="The dataset the models were trained on.")],
+    task: Annotated[str, typer.Option(help="The forget request that was unlearned, e.g. class:3 or random:0.1.")],
+    oracle: Annotated[Path | None, typer.Option(help="Checkpoint of the model retrained without the forget set (reference).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder for audit.json, report.md and reconstruction.png.")] = Path("runs/audit"),
+    data_root: Annotated[Path | None, typer.Option(help="Where the dataset files are.")] = None,
+    request_seed: Annotated[int, typer.Option(help="Seed of a random request (as given to bench or make_request).")] = 0,
+    train_size: Annotated[int | None, typer.Option(help="The class-stratified training subset the models used, if any.")] = None,
+    test_size: Annotated[int | None, typer.Option(help="The class-stratified test subset, if any.")] = None,
+    skip: Annotated[list[str], typer.Option(help=f"An audit family to skip: {', '.join(FAMILIES)}; repeatable.")] = [],  # noqa: B006
+    reconstruction_samples: Annotated[int, typer.Option(min=0, help="Forget samples to invert per model (0: none).")] = 4,
+    reconstruction_steps: Annotated[int, typer.Option(min=1, help="Gradient-inversion steps per sample.")] = 1000,
+    device: Annotated[DeviceChoice, typer.Option(help="auto, cpu or cuda.")] = DeviceChoice.auto,
+) -> None:
+    """Audit an unlearned checkpoint against the original (and the oracle): MIA, CKA/RUS, recovery, reconstruction."""
+    from unlearnkit.audit.checkpoints import audit_checkpoints
+
+    try:
+        families = tuple(f for f in FAMILIES if f not in skip)
+        if set(skip) - set(FAMILIES):
+            raise AuditError(f"--skip {sorted(set(skip) - set(FAMILIES))} is not an audit family; choose from {list(FAMILIES)}")
+        config = AuditConfig(families, reconstruction_samples=reconstruction_samples, reconstruction_steps=reconstruction_steps)
+        checkpoints = {"original": original, "unlearned": unlearned} | ({"oracle": oracle} if oracle else {})
+        document = audit_checkpoints(
+            checkpoints, dataset, task, out, config, data_root=data_root, request_seed=request_seed,
+            train_size=train_size, test_size=test_size, device=device.value, console=console,
+        )
+    except USER_ERRORS as err:
+        _fail(err)
+    console.print(f"audited {', '.join(document['models'])}: {out / 'report.md'}")
 
 
 @app.command("list")

@@ -17,9 +17,25 @@ COLUMNS = (
     ("gap", "Gap"),
     ("time_s", "Time (s)"),
 )
+AUDIT_COLUMNS = (  # bench --audit; the full set of keys is unlearnkit.audit.AUDIT_METRICS
+    ("mia_entropy_lr", "Ent-LR MIA"),
+    ("rmia", "rMIA"),
+    ("cka_forget_original", "CKA_f(o)"),
+    ("rus_o", "RUS(o)"),
+    ("rus_r", "RUS(r)"),
+    ("aus", "AUS"),
+    ("fm_forget", "FM D_f"),
+    ("fm_test_forget", "FM test_f"),
+    ("probe_forget", "Probe D_f"),
+    ("probe_test_forget", "Probe test_f"),
+    ("recon_psnr", "PSNR"),
+    ("recon_ssim", "SSIM"),
+)
 
 
-def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
+def summarise(
+    rows: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
+) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
     """``{(task, method): {metric: (mean, std, n)}}`` over seeds; reference rows come first."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -29,11 +45,17 @@ def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
     summary = {}
     for key in order:
         values = {}
-        for metric, _ in COLUMNS:
+        for metric, _ in columns:
             series = np.array([r[metric] for r in grouped[key] if r.get(metric) is not None], dtype=float)
             values[metric] = (float(series.mean()), float(series.std(ddof=0)), len(series)) if len(series) else (float("nan"), 0.0, 0)
         summary[key] = values
     return summary
+
+
+AUDIT_CAPTION = (
+    "MIA: % of D_f called member (lower = more forgetting); CKA_f(o): forget features vs the original's; "
+    "FM / Probe: recovered accuracy %; PSNR/SSIM: gradient inversion of D_f. Judge each against the oracle row."
+)
 
 
 def _method_rank(method: str) -> int:
@@ -46,25 +68,26 @@ def _cell(mean: float, std: float, n: int, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
-def results_table(rows: list[dict[str, Any]], title: str = "Results") -> Table:
+def results_table(rows: list[dict[str, Any]], title: str = "Results", columns: tuple[tuple[str, str], ...] = COLUMNS) -> Table:
     """A rich table: one row per (task, method), the oracle (``retrain``) as reference."""
-    table = Table(title=title, caption="accuracies and MIA in %, Gap = mean |Δ| to retrain over UA, RA, TA, MIA")
+    caption = "accuracies and MIA in %, Gap = mean |Δ| to retrain over UA, RA, TA, MIA" if columns == COLUMNS else AUDIT_CAPTION
+    table = Table(title=title, caption=caption)
     table.add_column("Task", no_wrap=True)
     table.add_column("Method", no_wrap=True)
-    for _, header in COLUMNS:
+    for _, header in columns:
         table.add_column(header, justify="right", no_wrap=True)
-    for (task, method), values in summarise(rows).items():
+    for (task, method), values in summarise(rows, columns).items():
         label = {"retrain": "retrain (oracle)", "original": "original"}.get(method, method)
         style = "bold" if method == "retrain" else ("dim" if method == "original" else None)
-        table.add_row(task, label, *(_cell(*values[m]) for m, _ in COLUMNS), style=style)
+        table.add_row(task, label, *(_cell(*values[m]) for m, _ in columns), style=style)
     return table
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
     """The same table as Markdown (for benchmarks/RESULTS.md)."""
-    header = "| Task | Method | " + " | ".join(h for _, h in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for (task, method), values in summarise(rows).items():
+    header = "| Task | Method | " + " | ".join(h for _, h in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 2)]
+    for (task, method), values in summarise(rows, columns).items():
         label = "**retrain (oracle)**" if method == "retrain" else method
-        lines.append(f"| {task} | {label} | " + " | ".join(_cell(*values[m]) for m, _ in COLUMNS) + " |")
+        lines.append(f"| {task} | {label} | " + " | ".join(_cell(*values[m]) for m, _ in columns) + " |")
     return "\n".join(lines)

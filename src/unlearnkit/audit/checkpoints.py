@@ -1,0 +1,49 @@
+"""Audit saved checkpoints: rebuild the models, the dataset and the request, then :func:`run_audit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from unlearnkit.audit.auditor import AuditConfig
+from unlearnkit.audit.report import run_audit
+from unlearnkit.checkpoint import CheckpointError, load_model
+from unlearnkit.data import load_dataset
+from unlearnkit.runtime import resolve_device
+from unlearnkit.tasks import make_request, place
+
+
+def audit_checkpoints(
+    checkpoints: dict[str, Path],
+    dataset: str,
+    task: str,
+    out: Path,
+    config: AuditConfig,
+    *,
+    data_root: Path | None = None,
+    request_seed: int = 0,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Load each named checkpoint (toolkit safetensors + sidecar) and audit them on ``task``.
+
+    The dataset subset (``train_size``/``test_size``, subset seed 0 as in ``bench``) and the
+    request seed must be the ones the models were trained and unlearned with: indices of the
+    forget set are only meaningful on the same data.
+    """
+    target = resolve_device(device)
+    for name, path in checkpoints.items():
+        if not Path(path).with_suffix(".safetensors").exists():
+            raise CheckpointError(f"--{name} {path}: no such checkpoint (expected a .safetensors file with a .json sidecar)")
+    models = {name: load_model(path, target)[0] for name, path in checkpoints.items()}
+    data = load_dataset(dataset, data_root).subset(train_size, test_size, seed=0)
+    request = make_request(data, task, seed=request_seed)
+    if console is not None:
+        console.print(f"auditing {', '.join(models)} on {request.summary()}")
+    context = {"checkpoints": {k: str(v) for k, v in checkpoints.items()}, "dataset": dataset, "task": task,
+               "request_seed": request_seed, "train_size": train_size, "test_size": test_size}
+    return run_audit(request, place(request, target), models, Path(out), config, context)

@@ -1,0 +1,126 @@
+"""The audit orchestrator, its report, `unlearnkit audit` on checkpoints and `bench --audit`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unlearnkit.audit import AUDIT_METRICS, AuditConfig, AuditError, Auditor, residual, run_audit
+from unlearnkit.cli import app
+from unlearnkit.tasks import place, random_request
+from unlearnkit.train import default_recipe
+
+CPU = torch.device("cpu")
+
+FAST = AuditConfig(probe_epochs=50, reconstruction_samples=1, reconstruction_steps=30)
+
+
+@pytest.fixture(scope="module")
+def auditor(class_3, original, oracle) -> Auditor:
+    return Auditor(class_3, place(class_3, CPU), original, oracle, FAST)
+
+
+def test_every_metric_is_reported_and_references_score_themselves_perfectly(auditor, original, oracle) -> None:
+    own = auditor.audit(original)
+    assert set(own) == set(AUDIT_METRICS)
+    assert all(math.isfinite(v) for v in own.values())
+    assert own["cka_forget_original"] == pytest.approx(1.0) and own["rus_o"] == pytest.approx(0.0, abs=1e-6)
+    ref = auditor.audit(oracle)
+    assert ref["cka_forget_oracle"] == pytest.approx(1.0) and ref["rus_r"] == pytest.approx(1.0, abs=1e-6)
+    assert ref["aus"] > own["aus"]  # the oracle forgot class 3, the original did not
+
+
+def test_audit_separates_the_original_from_the_oracle(auditor, original, oracle) -> None:
+    own, ref = auditor.audit(original), auditor.audit(oracle)
+    assert own["mia_entropy_lr"] > ref["mia_entropy_lr"] + 20  # the original still calls D_f members
+    assert own["mia_confidence"] < ref["mia_confidence"] - 20
+
+
+def test_auditing_does_not_change_the_model(auditor, original) -> None:
+    model = copy.deepcopy(original)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    auditor.audit(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_families_can_be_skipped_and_unknown_ones_are_refused(class_3, original) -> None:
+    only = Auditor(class_3, place(class_3, CPU), original, None, AuditConfig(families=("membership",)))
+    keys = set(only.audit(original))
+    assert keys == {k for k, v in AUDIT_METRICS.items() if v.family == "membership"}
+    with pytest.raises(AuditError, match="unknown audit families"):
+        AuditConfig(families=("membership", "vibes"))
+
+
+def test_without_an_oracle_the_oracle_scores_are_left_out(class_3, original) -> None:
+    result = Auditor(class_3, place(class_3, CPU), original, None, replace(FAST, families=("representation",))).audit(original)
+    assert "rus_o" in result and "rus_r" not in result and "cka_forget_oracle" not in result
+
+
+def test_random_requests_are_audited_with_the_sample_wise_aus(small_digits, original) -> None:
+    request = random_request(small_digits, 0.1, seed=0)
+    result = Auditor(request, place(request, CPU), original, None, replace(FAST, families=("representation", "recovery"))).audit(original)
+    assert 0 < result["aus"] <= 1.5 and "fm_test_forget" not in result
+
+
+def test_residual_places_a_value_between_the_references() -> None:
+    assert residual(50.0, original=100.0, oracle=0.0) == 0.5
+    assert residual(0.0, original=100.0, oracle=0.0) == 0.0
+    assert math.isnan(residual(50.0, original=10.0, oracle=10.5, min_spread=2.0))
+
+
+def test_run_audit_writes_json_markdown_and_grid(tmp_path, class_3, original, oracle) -> None:
+    unlearned = copy.deepcopy(oracle)
+    document = run_audit(class_3, place(class_3, CPU), {"original": original, "unlearned": unlearned, "oracle": oracle}, tmp_path, FAST)
+    saved = json.loads((tmp_path / "audit.json").read_text())
+    assert saved["models"]["unlearned"]["rus_r"] == pytest.approx(document["models"]["unlearned"]["rus_r"])
+    report = (tmp_path / "report.md").read_text()
+    assert "| residual |" in report and "![reconstructions](reconstruction.png)" in report
+    assert (tmp_path / "reconstruction.png").stat().st_size > 0
+    # an unlearned model identical to the oracle sits at residual 0 wherever the references differ
+    row = next(line for line in report.splitlines() if line.startswith("| membership | entropy-LR"))
+    assert "| 0.00 |" in row or "-0.00" in row
+
+
+def test_run_audit_refuses_a_model_of_another_label_space(tmp_path, class_3, original) -> None:
+    wrong = copy.deepcopy(original)
+    wrong.head = torch.nn.Linear(wrong.head.in_features, 3)
+    with pytest.raises(AuditError, match="3 outputs"):
+        run_audit(class_3, place(class_3, CPU), {"original": original, "unlearned": wrong}, tmp_path, FAST)
+
+
+def test_bench_audit_and_the_audit_command_on_saved_checkpoints(tmp_path) -> None:
+    from unlearnkit.bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        "digits", "mlp", ["class:3"], ["ft"], out=tmp_path / "bench", cache_dir=tmp_path / "cache",
+        recipe=replace(default_recipe("digits"), epochs=2), audit=FAST, save_models=True,
+    )
+    rows = run_bench(config)
+    assert {r["method"] for r in rows} == {"original", "retrain", "ft"}
+    assert all(set(AUDIT_METRICS) <= set(r) for r in rows)
+    assert list((tmp_path / "bench" / "audit").glob("class_3-*-seed0.png"))
+    models = next((tmp_path / "bench" / "models").glob("class_3-*")) / "seed0"
+    result = CliRunner().invoke(app, [
+        "audit", "--original", str(models / "original"), "--unlearned", str(models / "ft.safetensors"),
+        "--oracle", str(models / "retrain"), "--dataset", "digits", "--task", "class:3", "--out", str(tmp_path / "audit"),
+        "--reconstruction-samples", "1", "--reconstruction-steps", "20", "--skip", "recovery",
+    ])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    ft_row = next(r for r in rows if r["method"] == "ft")
+    assert document["models"]["unlearned"]["rus_o"] == pytest.approx(ft_row["rus_o"], abs=1e-6)  # same model, same score
+    assert "fm_forget" not in document["models"]["unlearned"]
+
+
+def test_audit_command_names_a_missing_checkpoint(tmp_path) -> None:
+    result = CliRunner().invoke(app, [
+        "audit", "--original", str(tmp_path / "nope"), "--unlearned", str(tmp_path / "nope2"),
+        "--dataset", "digits", "--task", "class:3",
+    ])
+    assert result.exit_code == 2 and "no such checkpoint" in result.output
