@@ -16,6 +16,7 @@ from unlearnkit.methods.base import (
     Access,
     DataLoss,
     Granted,
+    Method,
     Split,
     TensorSplit,
     cross_entropy_loss,
@@ -79,24 +80,28 @@ def unlearn(
     access = runner.access(params)
     seed_everything(seed)
     granted = _grant(access, method, original, request, splits, seed, recipe or default_recipe(request.dataset.name))
-    if target.type == "cuda":
-        torch.cuda.synchronize(target)
+    return unlearned, _timed_run(runner, unlearned, granted, params, access, target)
+
+
+def _timed_run(runner: Method, unlearned: nn.Module, granted: Granted, params: Any, access: Access, device: torch.device) -> UnlearnRecord:
+    """Run the method in place on ``unlearned`` and record it; CUDA work is synchronised so the time is real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     extra = runner.run(unlearned, granted, params) or {}
-    if target.type == "cuda":
-        torch.cuda.synchronize(target)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     unlearned.eval()
-    record = UnlearnRecord(
-        method=method,
+    return UnlearnRecord(
+        method=granted.method,
         hparams=dataclasses.asdict(params),
         time_s=elapsed,
-        seed=seed,
+        seed=granted.seed,
         access=access.describe(),
         steps=extra.pop("steps", None),
         extra=extra,
     )
-    return unlearned, record
 
 
 def unlearn_tensors(
@@ -141,20 +146,7 @@ def unlearn_tensors(
     if access.retain:
         kept = torch.as_tensor(retain_subset(np.arange(len(retain[0])), access.retain_fraction, seed), device=device)
         granted.retain_split = TensorSplit(retain[0][kept], retain[1][kept])
-    start = time.perf_counter()
-    extra = runner.run(unlearned, granted, params) or {}
-    elapsed = time.perf_counter() - start
-    unlearned.eval()
-    record = UnlearnRecord(
-        method=method,
-        hparams=dataclasses.asdict(params),
-        time_s=elapsed,
-        seed=seed,
-        access=access.describe(),
-        steps=extra.pop("steps", None),
-        extra=extra,
-    )
-    return unlearned, record
+    return unlearned, _timed_run(runner, unlearned, granted, params, access, device)
 
 
 def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits) -> None:
