@@ -28,9 +28,10 @@ from unlearnkit.audit.reconstruction import save_image_grid
 from unlearnkit.checkpoint import save_checkpoint
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
-from unlearnkit.metrics import compute_outputs, gap_to_oracle, score
+from unlearnkit.metrics import DEFAULT_METRICS, compute_outputs, gap_to_oracle, score
+from unlearnkit.metrics.tarf import tarf_gaps
 from unlearnkit.runtime import resolve_device
-from unlearnkit.tasks import DeviceSplits, ForgetRequest, make_request, place
+from unlearnkit.tasks import TARF_TASKS, DeviceSplits, ForgetRequest, Hierarchy, attach_hierarchy, make_request, place
 from unlearnkit.train import NonFiniteLossError, TrainJob, TrainRecipe, default_recipe, train_cached
 
 
@@ -53,6 +54,7 @@ class BenchConfig:
     test_size: int | None = None
     audit: AuditConfig | None = None  # run the deep-forgetting audits on every row's model
     save_models: bool = False  # keep every model of the grid as OUT/models/<request>/seed<N>/<method>.safetensors
+    hierarchy: dict[str, list[str]] | None = None  # {superclass: [fine class names]} for TARF tasks on a dataset without a built-in grouping
 
     def validate(self) -> None:
         for name in self.methods:
@@ -69,8 +71,10 @@ class BenchConfig:
 
     def load(self) -> Dataset:
         """The configured dataset, reduced to the configured subset sizes (fixed subset seed 0)."""
-        dataset = load_dataset(self.dataset, self.data_root, self.cache_dir)
-        return dataset.subset(self.train_size, self.test_size, seed=0)
+        dataset = load_dataset(self.dataset, self.data_root, self.cache_dir).subset(self.train_size, self.test_size, seed=0)
+        if self.hierarchy is None:
+            return dataset
+        return attach_hierarchy(dataset, Hierarchy.from_groups(dataset.class_names, self.hierarchy, "bench config"))
 
 
 def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[str, Any]]:
@@ -153,7 +157,8 @@ def _run_cell(
             for method, future, time_s, extra in scored:
                 metrics = future.result() if future is not None else {}
                 gap = gap_to_oracle(metrics, oracle_metrics) if metrics else None
-                row = base | {"method": method} | metrics | {"gap": gap, "time_s": time_s} | extra
+                tarf = tarf_gaps(metrics, oracle_metrics) if metrics and "ua_given" in metrics else {}  # gap_given, gap_target
+                row = base | {"method": method} | metrics | {"gap": gap} | tarf | {"time_s": time_s} | extra
                 append_result(results_path, row)
                 rows.append(row)
             if cell.auditor is not None and cell.auditor.gallery:
@@ -195,11 +200,13 @@ class _Cell:
             meta = {"model_spec": self.model_spec, "method": name, "task": self.request.spec, "seed": self.seed}
             save_checkpoint(model, self.models_dir / f"{name}.safetensors", meta)
         audited = self.auditor.audit(model, name) if self.auditor is not None else {}
-        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request), audited
+        metrics = (*DEFAULT_METRICS, "tarf") if self.request.kind in TARF_TASKS else DEFAULT_METRICS  # spec 5.6 keys on TARF tasks
+        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request, metrics), audited
 
     def unlearn(self, original: torch.nn.Module, method: str) -> tuple[Future | None, float, dict[str, Any]]:
-        overrides = self.config.hparams.get(method, {})
-        reason = get_method(method).inapplicable(self.request.forget_classes)
+        method_cls = get_method(method)
+        overrides = method_cls.request_overrides(self.config.hparams.get(method, {}), self.request)
+        reason = method_cls.inapplicable(self.request.forget_classes)
         if reason:  # e.g. a class-wise-only method in a random-sample cell of --methods all
             return None, float("nan"), {"hparams": overrides, "skipped": reason}
         task = self.progress.add_task(f"{method} (seed {self.seed})", total=None)

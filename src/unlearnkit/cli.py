@@ -94,7 +94,7 @@ def demo(
 def bench(
     dataset: Annotated[str, typer.Option(help="A registered dataset (see `unlearnkit list`).")] = "digits",
     model: Annotated[str, typer.Option(help="A registered model.")] = "cnn",
-    task: Annotated[list[str], typer.Option(help="class:NAME[,NAME] or random:FRACTION|COUNT; repeatable.")] = ["class:0"],  # noqa: B006
+    task: Annotated[list[str], typer.Option(help="class:NAME[,NAME], random:FRACTION|COUNT, or a TARF task such as target-mismatch:GIVEN[,..]->TARGET (docs/tasks.md); repeatable.")] = ["class:0"],  # noqa: B006
     methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all' (original and retrain rows are always added).")] = "ft,ga,rl,neggrad+",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds 0..N-1.")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder; results.jsonl is appended and resumed.")] = Path("runs/bench"),
@@ -109,8 +109,13 @@ def bench(
     audit_reconstruction: Annotated[int, typer.Option(min=0, help="With --audit: forget samples inverted per model (0: none).")] = 2,
     audit_steps: Annotated[int, typer.Option(min=1, help="With --audit: gradient-inversion steps per sample.")] = 1000,
     save_models: Annotated[bool, typer.Option(help="Keep every model as OUT/models/<task>/seed<N>/<method>.safetensors (for `unlearnkit audit`).")] = False,
+    suite: Annotated[str | None, typer.Option(help="Run a shipped suite (tarf, pour, opc, famr, minnorm) and print its paper's table; options given explicitly override its config.")] = None,
+    quick: Annotated[bool, typer.Option(help="With --suite: its quick settings (small data, few epochs; minutes on a CPU).")] = False,
+    ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in; read by --suite
 ) -> None:
     """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
+    if suite is not None or quick:
+        return _bench_suite(ctx, suite, quick)
     try:
         names = _method_list(methods)
         config = BenchConfig(
@@ -133,6 +138,37 @@ def bench(
         if model not in MODELS:
             raise ModelError(f"unknown model {model!r}; registered models: {', '.join(sorted(MODELS))}")
         _run_and_print(config)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
+    """``bench --suite NAME [--quick]``: the suite's config, then every option given on the command line."""
+    from unlearnkit.suites.config import load_suite, with_overrides
+    from unlearnkit.suites.runner import run_suite
+
+    def given(option: str) -> bool:
+        source = ctx.get_parameter_source(option)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    params = ctx.params
+    convert = {  # bench option -> (suite config field, value)
+        "dataset": ("dataset", lambda v: v), "model": ("model", lambda v: v), "task": ("tasks", list),
+        "methods": ("methods", _method_list), "seeds": ("seeds", lambda v: v), "out": ("out", lambda v: v),
+        "data_root": ("data_root", lambda v: v), "device": ("device", lambda v: v.value),
+        "epochs": ("epochs", lambda v: v), "hparam": ("hparams", _parse_hparams), "cache_dir": ("cache_dir", lambda v: v),
+        "train_size": ("train_size", lambda v: v), "test_size": ("test_size", lambda v: v),
+        "audit": ("audit", lambda v: FAMILIES if v else ()), "audit_reconstruction": ("audit_reconstruction", lambda v: v),
+        "audit_steps": ("audit_steps", lambda v: v), "save_models": ("save_models", lambda v: v),
+    }  # fmt: skip
+    try:
+        if name is None:
+            raise ValueError("--quick needs --suite NAME")
+        overrides = {field: fn(params[option]) for option, (field, fn) in convert.items() if given(option)}
+        config = with_overrides(load_suite(name, quick=quick), overrides)
+        if config.kind == "bench" and config.model not in MODELS:
+            raise ModelError(f"unknown model {config.model!r}; registered models: {', '.join(sorted(MODELS))}")
+        run_suite(config, console)
     except USER_ERRORS as err:
         _fail(err)
 

@@ -206,6 +206,12 @@ class Method:
             return f"{cls.name} needs a class-wise request; this request forgets individual samples"
         return None
 
+    @classmethod
+    def request_overrides(cls, overrides: dict[str, Any], request: Any) -> dict[str, Any]:
+        """``overrides`` completed with hyperparameters this method derives from the request
+        (e.g. TARF's known target-class count); explicit overrides always win."""
+        return overrides
+
     def access(self, params: Any) -> Access:
         """The access of this run (a method may take its retain fraction from ``params``)."""
         return self.needs

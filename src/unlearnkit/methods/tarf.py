@@ -104,6 +104,15 @@ class TARF(Method):
         gate_samples: int = 0
         phase1_epoch: str = "forget_pass"
 
+    @classmethod
+    def request_overrides(cls, overrides: dict[str, Any], request: Any) -> dict[str, Any]:
+        """Fill ``n_target_classes`` from the request (:func:`known_target_count`) when
+        ``beta_mode`` is ``"known_count"`` and no count was given, so one grid can hold TARF
+        tasks with different counts."""
+        if str(overrides.get("beta_mode", cls.Params.beta_mode)) != "known_count" or overrides.get("n_target_classes") is not None:
+            return overrides
+        return {**overrides, "n_target_classes": known_target_count(request)}
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
         check_params(self.name, params)
         optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
@@ -289,3 +298,20 @@ def apply_gate(
     if not keep.any():
         raise MethodError(f"{method}: the gate excluded every remaining sample; lower beta_quantile or n_target_classes")
     return Split(retain.images, indices[keep], retain.augment), record
+
+
+def known_target_count(request: Any) -> int:
+    """The number of model classes of D_un that belong to the target concept: the classes of the
+    pseudo-remaining data D_fr = D_t \\ D_f in the model's label space (spec 5.2, 5.4: the count
+    the paper assumes known in target mismatch).
+
+    Full match and model mismatch have no D_fr, so the count is 0 (model mismatch's affected
+    siblings D_ar are remaining data and must not be gated); target mismatch counts the
+    superclass's other fine classes; data mismatch counts 1, the target superclass itself. A
+    request that is not a TARF task (class or random forgetting) names no target beyond D_f,
+    so none of D_un is target data: 0 [I].
+    """
+    pseudo = getattr(request, "extra_sets", {}).get("train_pseudo_remaining")
+    if pseudo is None:
+        return 0
+    return len(np.unique(request.train_labels[pseudo]))
