@@ -124,3 +124,22 @@ def test_audit_command_names_a_missing_checkpoint(tmp_path) -> None:
         "--dataset", "digits", "--task", "class:3",
     ])
     assert result.exit_code == 2 and "no such checkpoint" in result.output
+
+
+def test_residual_table_of_a_bench_run_uses_each_seeds_references() -> None:
+    from unlearnkit.report import residual_markdown, residual_rows
+
+    def row(method, seed, value, psnr):
+        return {"task": "class:3", "method": method, "seed": seed, "mia_entropy_lr": value, "recon_psnr": psnr}
+
+    rows = [
+        row("original", 0, 80.0, 20.0), row("retrain", 0, 0.0, 20.1), row("ft", 0, 60.0, 20.0),
+        row("original", 1, 60.0, 20.0), row("retrain", 1, 20.0, 20.2), row("ft", 1, 20.0, 20.0),
+        {"task": "class:3", "method": "pour-p", "seed": 0, "skipped": "class-wise only"},
+    ]
+    table = residual_rows(rows)
+    assert list(table) == [("class:3", "ft")]
+    assert table[("class:3", "ft")]["mia_entropy_lr"] == pytest.approx((0.75 + 0.0) / 2)
+    assert math.isnan(table[("class:3", "ft")]["recon_psnr"])  # references 0.1-0.2 dB apart: below resolution
+    assert "| class:3 | ft | **0.38** | n/a |" not in residual_markdown(rows)  # 0.375 is not above 0.5
+    assert "| class:3 | ft | 0.38 | n/a |" in residual_markdown(rows)

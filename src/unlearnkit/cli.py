@@ -20,7 +20,7 @@ from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
 from unlearnkit.metrics import METRICS
 from unlearnkit.models import MODELS, ModelError
-from unlearnkit.report import AUDIT_COLUMNS, COLUMNS, markdown_table, results_table
+from unlearnkit.report import AUDIT_COLUMNS, COLUMNS, markdown_table, residual_markdown, results_table
 from unlearnkit.tasks import REQUEST_KINDS, RequestError
 from unlearnkit.train import NonFiniteLossError, default_recipe
 
@@ -178,6 +178,7 @@ def report(
     results: Annotated[Path, typer.Argument(help="A results.jsonl file (or the folder holding it).")],
     markdown: Annotated[bool, typer.Option(help="Print a Markdown table instead of a terminal table.")] = False,
     audit: Annotated[bool, typer.Option(help="Show the audit metrics of a `bench --audit` run instead of the main ones.")] = False,
+    residuals: Annotated[bool, typer.Option(help="With --audit: where each method lies between its oracle (0) and original (1), per attack (Markdown).")] = False,
 ) -> None:
     """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
     path = results / "results.jsonl" if results.is_dir() else results
@@ -185,7 +186,9 @@ def report(
     if not rows:
         _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
     columns = AUDIT_COLUMNS if audit else COLUMNS
-    if markdown:
+    if audit and residuals:
+        print(residual_markdown(rows))
+    elif markdown:
         print(markdown_table(rows, columns))
     else:
         console.print(results_table(rows, title=str(path), columns=columns))

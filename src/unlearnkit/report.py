@@ -91,3 +91,48 @@ def markdown_table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], .
         label = "**retrain (oracle)**" if method == "retrain" else method
         lines.append(f"| {task} | {label} | " + " | ".join(_cell(*values[m]) for m, _ in columns) + " |")
     return "\n".join(lines)
+
+
+def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(task, method): {audit metric: mean residual over seeds}}`` for the forgetting audits of a
+    ``bench --audit`` run: 0 = where that seed's oracle is, 1 = where its original is (NaN when
+    the two references are closer than the metric's resolution)."""
+    from unlearnkit.audit import AUDIT_METRICS, residual
+
+    refs = {(r["task"], r["seed"], r["method"]): r for r in rows if r["method"] in ("original", "retrain")}
+    keys = [k for k, info in AUDIT_METRICS.items() if info.forgetting]
+    grouped: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        original, oracle = refs.get((row["task"], row["seed"], "original")), refs.get((row["task"], row["seed"], "retrain"))
+        if "skipped" in row or row["method"] in ("original", "retrain") or not original or not oracle:
+            continue
+        for key in keys:
+            values = (row.get(key), original.get(key), oracle.get(key))
+            if None not in values:
+                grouped[(row["task"], row["method"])][key].append(residual(*values, min_spread=AUDIT_METRICS[key].resolution))
+    return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in d.items()} for k, d in sorted(grouped.items())}
+
+
+def residual_markdown(rows: list[dict[str, Any]], shallow: float = 0.5) -> str:
+    """:func:`residual_rows` as Markdown; cells above ``shallow`` are bold (the attack still finds
+    most of the original's signal)."""
+    table = residual_rows(rows)
+    keys = sorted({k for values in table.values() for k in values}, key=_audit_order)
+    lines = ["| Task | Method | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    for (task, method), values in table.items():
+        cells = [_residual(values.get(k), shallow) for k in keys]
+        lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _audit_order(key: str) -> int:
+    from unlearnkit.audit import AUDIT_METRICS
+
+    return list(AUDIT_METRICS).index(key)
+
+
+def _residual(value: float | None, shallow: float) -> str:
+    if value is None or np.isnan(value):
+        return "n/a"
+    return f"**{value:.2f}**" if value > shallow else f"{value:.2f}"
+
