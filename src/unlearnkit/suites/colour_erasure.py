@@ -44,7 +44,6 @@ Choices [I]:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -60,12 +59,11 @@ import torch
 import torch.nn as nn
 
 from unlearnkit.data import Dataset, ImageData
-from unlearnkit.methods.base import DataLoss, Granted, TensorSplit
-from unlearnkit.methods.common import ForgetPacedParams, forget_paced_descent
-from unlearnkit.methods.runner import retain_subset, unlearn_tensors
-from unlearnkit.models import reinitialize
+from unlearnkit.methods.runner import retain_subset
 from unlearnkit.models.two_head import build_two_head
 from unlearnkit.runtime import cpu_generator, resolve_device, seed_everything
+from unlearnkit.suites.s1_family import UNLEARNERS, Trial
+from unlearnkit.suites.s1_family import unlearn_trial as s1_unlearn_trial
 from unlearnkit.tasks.colour import (
     ERASE_COLOURS,
     ErasureData,
@@ -73,7 +71,7 @@ from unlearnkit.tasks.colour import (
     make_erasure_data,
     two_head_cross_entropy,
 )
-from unlearnkit.train import NonFiniteLossError, TrainRecipe
+from unlearnkit.train import NonFiniteLossError
 
 SEEDS = (1, 2, 3, 4, 5)
 METHODS = ("retrain", "minnorm-og", "gd", "ga", "ngp", "ngd", "ridge", "l1-sparse")
@@ -296,88 +294,15 @@ def cached_model(build: Callable[[], nn.Module], fit: Callable[[nn.Module], None
     return model.eval()
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One trial's unlearning inputs: the granted retain subset and the forget set as float tensors in [0, 1]."""
-
-    retain: tuple[torch.Tensor, torch.Tensor]
-    forget: tuple[torch.Tensor, torch.Tensor]
-    loss: DataLoss
-    epochs: int
-    batch_size: int
-    seed: int
-
-
 def split_tensors(data: ImageData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images / 255, labels)`` of ``data[idx]`` on ``device``."""
     x = torch.from_numpy(data.images[idx]).to(device).float().div_(255.0)
     return x, torch.as_tensor(data.labels[idx], device=device)
 
 
-def _registered(method: str, **fixed: Any) -> Callable[[nn.Module, Trial, dict[str, Any]], nn.Module]:
-    """A toolkit method through ``unlearn_tensors`` with the trial's loss, T and batch size."""
-
-    def run(original: nn.Module, trial: Trial, hp: dict[str, Any]) -> nn.Module:
-        options = {"epochs": trial.epochs, "batch_size": trial.batch_size, **fixed, **hp}
-        if method == "l1-sparse":  # its L1 coefficient is named alpha
-            options["alpha"] = options.pop("lambda_reg")
-        model, _ = unlearn_tensors(original, trial.retain, trial.forget, method, loss=trial.loss, seed=trial.seed, **options)
-        return model
-
-    return run
-
-
-def _retrain(original: nn.Module, trial: Trial, hp: dict[str, Any]) -> nn.Module:
-    """S1's Retrain: re-initialise from the trial's seed, then AdamW on J_r for T epochs (spec 3.5)."""
-    return _registered("ngd", sigma=0.0)(reinitialize(copy.deepcopy(original), trial.seed), trial, hp)
-
-
-def _paired(retain_weight: float, forget_param: str | None) -> Callable[[nn.Module, Trial, dict[str, Any]], nn.Module]:
-    """S1's GA (minimise -J_f) or NGP (minimise J_r - hp[forget_param] J_f) with AdamW, logits clamped to 30."""
-
-    def run(original: nn.Module, trial: Trial, hp: dict[str, Any]) -> nn.Module:
-        model = copy.deepcopy(original)
-        granted = Granted(
-            method="ga" if forget_param is None else "ngp",
-            original=original,
-            num_classes=0,
-            device=trial.retain[0].device,
-            seed=trial.seed,
-            recipe=TrainRecipe(),
-            generator=cpu_generator(trial.seed),
-            forget_split=TensorSplit(*trial.forget),
-            retain_split=TensorSplit(*trial.retain),
-            loss=trial.loss,
-        )
-        params = ForgetPacedParams(epochs=trial.epochs, lr=hp["lr"], batch_size=trial.batch_size)
-        weight = 1.0 if forget_param is None else hp[forget_param]
-        seed_everything(trial.seed)
-        forget_paced_descent(granted.method, model, granted, params, retain_weight=retain_weight, forget_weight=weight)
-        return model.eval()
-
-    return run
-
-
-UNLEARNERS: dict[str, Callable[[nn.Module, Trial, dict[str, Any]], nn.Module]] = {
-    "retrain": _retrain,
-    "minnorm-og": _registered("minnorm-og"),
-    "gd": _registered("ngd", sigma=0.0),
-    "ga": _paired(0.0, None),
-    "ngp": _paired(1.0, "lambda_ga"),
-    "ngd": _registered("ngd"),
-    "ridge": _registered("ridge"),
-    "l1-sparse": _registered("l1-sparse", schedule="minnorm"),
-}
-
-
 def unlearn_trial(method: str, original: nn.Module, trial: Trial, hp: dict[str, Any]) -> nn.Module | None:
     """The unlearned model of ``method`` with hyperparameters ``hp``; None when its loss diverged."""
-    if method not in UNLEARNERS:
-        raise ValueError(f"unknown colour-benchmark method {method!r}; valid: {', '.join(UNLEARNERS)}")
-    try:
-        return UNLEARNERS[method](original, trial, hp)
-    except NonFiniteLossError:
-        return None
+    return s1_unlearn_trial(method, original, trial, hp, "colour")
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -28,7 +28,6 @@ values of the method's own parameter (sigma {0.1, 1}; lambda_GA {1e-3, 1e-1}; ri
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,11 +38,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from unlearnkit.methods.base import Granted, TensorSplit
-from unlearnkit.methods.common import ForgetPacedParams, forget_paced_descent
-from unlearnkit.methods.runner import unlearn_tensors
-from unlearnkit.models import reinitialize
-from unlearnkit.runtime import cpu_generator, seed_everything
+from unlearnkit.suites.s1_family import UNLEARNERS, Trial, unlearn_trial
 from unlearnkit.suites.trials import TrialSummary, select_best, summarise
 from unlearnkit.tasks.sine import (
     HIDDEN,
@@ -55,7 +50,6 @@ from unlearnkit.tasks.sine import (
     sup_norm_error,
     train_original,
 )
-from unlearnkit.train import NonFiniteLossError, TrainRecipe
 
 SEEDS = tuple(range(1, 11))
 EPOCH_BUDGETS = (10, 100, 1000)
@@ -102,7 +96,6 @@ PAPER_TABLE1 = {
     },
 }
 
-Unlearner = Callable[[nn.Module, SineData, int, int, dict[str, Any]], nn.Module]
 
 
 def learning_rates(epochs: int) -> tuple[float, ...]:
@@ -145,75 +138,6 @@ def reduced_grid(epochs: int) -> dict[str, list[dict[str, Any]]]:
     return grid
 
 
-def _registered(method: str, **fixed: Any) -> Unlearner:
-    """A toolkit method run through ``unlearn_tensors`` with MSE, full batch and no logit clamp."""
-
-    def run(original: nn.Module, data: SineData, epochs: int, seed: int, hp: dict[str, Any]) -> nn.Module:
-        options = {"epochs": epochs, "batch_size": len(data.retain_x), **fixed, **hp}
-        if method == "l1-sparse":  # its L1 coefficient is named alpha; it has no logit clamp
-            options["alpha"] = options.pop("lambda_reg")
-        else:
-            options["logit_clamp"] = 0.0
-        model, _ = unlearn_tensors(
-            original,
-            (data.retain_x, data.retain_y),
-            (data.forget_x, data.forget_y),
-            method,
-            loss=mse_loss,
-            seed=seed,
-            **options,
-        )
-        return model
-
-    return run
-
-
-def _retrain(original: nn.Module, data: SineData, epochs: int, seed: int, hp: dict[str, Any]) -> nn.Module:
-    """S1's Retrain: re-initialise from ``seed``, then AdamW on J_r for ``epochs`` epochs."""
-    fresh = reinitialize(copy.deepcopy(original), seed)
-    return _registered("ngd", sigma=0.0)(fresh, data, epochs, seed, hp)
-
-
-def _paired(retain_weight: float, forget_param: str | None) -> Unlearner:
-    """S1's GA (``forget_param`` None: minimise -J_f) or NGP (minimise J_r - hp[forget_param] * J_f)."""
-
-    def run(original: nn.Module, data: SineData, epochs: int, seed: int, hp: dict[str, Any]) -> nn.Module:
-        model = copy.deepcopy(original)
-        granted = Granted(
-            method="ga" if forget_param is None else "ngp",
-            original=original,
-            num_classes=1,
-            device=data.retain_x.device,
-            seed=seed,
-            recipe=TrainRecipe(),
-            generator=cpu_generator(seed),
-            forget_split=TensorSplit(data.forget_x, data.forget_y),
-            retain_split=TensorSplit(data.retain_x, data.retain_y),
-            loss=mse_loss,
-        )
-        params = ForgetPacedParams(epochs=epochs, lr=hp["lr"], batch_size=len(data.retain_x), logit_clamp=0.0)
-        forget_weight = 1.0 if forget_param is None else hp[forget_param]
-        seed_everything(seed)
-        forget_paced_descent(
-            granted.method, model, granted, params, retain_weight=retain_weight, forget_weight=forget_weight
-        )
-        return model.eval()
-
-    return run
-
-
-UNLEARNERS: dict[str, Unlearner] = {
-    "retrain": _retrain,
-    "minnorm-og": _registered("minnorm-og"),
-    "gd": _registered("ngd", sigma=0.0),
-    "ga": _paired(0.0, None),
-    "ngp": _paired(1.0, "lambda_ga"),
-    "ngd": _registered("ngd"),
-    "ridge": _registered("ridge"),
-    "l1-sparse": _registered("l1-sparse", schedule="minnorm"),
-}
-
-
 def original_model(
     seed: int, epochs: int = ORIGINAL_EPOCHS, hidden: int = HIDDEN, cache_dir: Path | None = None
 ) -> nn.Module:
@@ -237,12 +161,14 @@ def original_model(
 
 
 def trial_error(method: str, original: nn.Module, data: SineData, epochs: int, seed: int, hp: dict[str, Any]) -> float:
-    """The sup-norm error after unlearning with ``method`` (inf when its loss diverged)."""
-    if method not in UNLEARNERS:
-        raise ValueError(f"unknown sine-benchmark method {method!r}; valid: {', '.join(UNLEARNERS)}")
-    try:
-        model = UNLEARNERS[method](original, data, epochs, seed, hp)
-    except NonFiniteLossError:
+    """The sup-norm error after unlearning with ``method`` (inf when its loss diverged).
+
+    S1's sine runs are full batch (one step per epoch) on MSE without a logit clamp."""
+    trial = Trial(
+        (data.retain_x, data.retain_y), (data.forget_x, data.forget_y), mse_loss, epochs, len(data.retain_x), seed, logit_clamp=0.0
+    )
+    model = unlearn_trial(method, original, trial, hp, "sine")
+    if model is None:
         return math.inf
     error = sup_norm_error(model)
     return error if math.isfinite(error) else math.inf
