@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from unlearnkit.checkpoint import atomic_write_bytes
 from unlearnkit.suites.sine_poisoning import (
     EPOCH_BUDGETS,
     METHODS,
@@ -82,8 +83,7 @@ def main() -> None:
         "total_s": time.perf_counter() - start,
         "rows": [asdict(row) for row in rows],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=float))
+    atomic_write_bytes(args.out, json.dumps(result, indent=1, default=float).encode())  # a crash keeps the old file
     print(f"wrote {args.out} ({result['total_s']:.0f} s)")
 
 

@@ -160,7 +160,7 @@ def test_whole_benchmark_on_a_tiny_instance(tmp_path) -> None:
     assert [(r.method, r.epochs) for r in rows] == [("minnorm-og", 10), ("gd", 10)]
     assert rows[1].candidates == 3 and rows[1].hparams["lr"] in (1e-2, 1e-3, 1e-4)
     assert all(r.low <= r.median <= r.high and len(r.values) == 2 for r in rows)
-    assert len(list(tmp_path.glob("sine-original-*.pt"))) == 2
+    assert len(list(tmp_path.glob("sine-original-*.safetensors"))) == 2
 
 
 def test_reduced_grid_keeps_rates_and_one_own_value_at_1000() -> None:

@@ -7,9 +7,11 @@ The sidecar (``<name>.json`` next to ``<name>.safetensors``) records how to rebu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     model = build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
     load_state(model, path)
     return model.to(device), meta
+
+
+def cached_fit(model: nn.Module, fit: Callable[[nn.Module], None], key: dict[str, Any], cache_dir: str | Path | None) -> nn.Module:
+    """``model`` trained in place by ``fit(model)``, or loaded instead when ``cache_dir`` holds a
+    checkpoint of the same ``key`` (a JSON-able dict; ``key["kind"]`` starts the file name).
+
+    For models that are not :class:`~unlearnkit.train.TrainJob` s (the benchmark suites' sine MLPs
+    and two-head colour models); the checkpoint is safetensors plus a sidecar holding ``key``.
+    """
+    if cache_dir is None:
+        fit(model)
+        return model.eval()
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{key.get('kind', 'model')}-{digest}.safetensors"
+    if path.exists() and sidecar_path(path).exists():
+        load_state(model, path)
+        return model.eval()
+    fit(model)
+    save_tensors(path, dict(model.state_dict()), {"key": key})
+    return model.eval()
+

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from unlearnkit.audit import AUDIT_METRICS, residual
+
 COLUMNS = (
     ("forget_acc", "Forget acc"),
     ("retain_acc", "Retain acc"),
@@ -97,8 +99,6 @@ def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
     """``{(task, method): {audit metric: mean residual over seeds}}`` for the forgetting audits of a
     ``bench --audit`` run: 0 = where that seed's oracle is, 1 = where its original is (NaN when
     the two references are closer than the metric's resolution)."""
-    from unlearnkit.audit import AUDIT_METRICS, residual
-
     refs = {(r["task"], r["seed"], r["method"]): r for r in rows if r["method"] in ("original", "retrain")}
     keys = [k for k, info in AUDIT_METRICS.items() if info.forgetting]
     grouped: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -126,8 +126,6 @@ def residual_markdown(rows: list[dict[str, Any]], shallow: float = 0.5) -> str:
 
 
 def _audit_order(key: str) -> int:
-    from unlearnkit.audit import AUDIT_METRICS
-
     return list(AUDIT_METRICS).index(key)
 
 

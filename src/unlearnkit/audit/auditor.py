@@ -159,6 +159,12 @@ class Auditor:
         if self.oracle is not None:
             self.references["oracle"] = self._view(self.oracle)
         self.original_accuracy = _accuracies(self.references["original"], request, splits)
+        # Per-request constants of the attacks, shared by every audited model.
+        self.forget_mask = np.zeros(len(splits.train), dtype=bool)
+        self.forget_mask[request.forget_idx] = True
+        self.train_labels, self.test_labels = splits.train.labels.cpu().numpy(), splits.test.labels.cpu().numpy()
+        self.calibration, self.fm_targets = default_calibration_split(request, self.config.seed)
+        self.probe_sets, self.probe_targets = default_probe_split(request, self.config.seed)
         self.gallery: dict[str, torch.Tensor] = {}  # name -> reconstructions (CPU), when audit() got a name
 
     def audit(self, model: nn.Module, name: str | None = None) -> dict[str, float]:
@@ -200,12 +206,8 @@ class Auditor:
     def _membership(self, view: _View) -> dict[str, float]:
         outputs = _outputs(view, self.request, self.splits)
         result = optml_mia_family(outputs) | entropy_lr_mia(outputs, seed=self.config.seed)
-        forget_mask = np.zeros(len(self.splits.train), dtype=bool)
-        forget_mask[self.request.forget_idx] = True
-        train_labels = self.splits.train.labels.cpu().numpy()
-        test_labels = self.splits.test.labels.cpu().numpy()
         return result | feature_rmia(
-            view.train_features.numpy(), train_labels, view.test_features.numpy(), test_labels, forget_mask, seed=42
+            view.train_features.numpy(), self.train_labels, view.test_features.numpy(), self.test_labels, self.forget_mask, seed=42
         )
 
     def _representation(self, view: _View) -> dict[str, float]:
@@ -225,13 +227,11 @@ class Auditor:
         return aus_random(self.original_accuracy["test_retain"], ours["test_retain"], ours["test_retain"], ours["forget"])
 
     def _recovery(self, model: nn.Module) -> dict[str, float]:
-        calibration, targets = default_calibration_split(self.request, self.config.seed)
         mapped = feature_map_attack(
-            model, self.original, self.splits, calibration[1], targets, calibration_split=calibration[0],
+            model, self.original, self.splits, self.calibration[1], self.fm_targets, calibration_split=self.calibration[0],
             forget_idx=self.request.test_forget_idx,
         )
-        probe_sets, probe_targets = default_probe_split(self.request, self.config.seed)
-        probed = linear_probe_attack(model, self.splits, probe_sets, probe_targets, epochs=self.config.probe_epochs)
+        probed = linear_probe_attack(model, self.splits, self.probe_sets, self.probe_targets, epochs=self.config.probe_epochs)
         return {f"fm_{k}": v for k, v in mapped.items()} | {f"probe_{k}": v for k, v in probed.items()}
 
     def _view(self, model: nn.Module) -> _View:

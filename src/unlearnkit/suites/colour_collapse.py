@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from unlearnkit.checkpoint import cached_fit
 from unlearnkit.data import Dataset, ImageData
 from unlearnkit.methods.base import cross_entropy_loss
 from unlearnkit.methods.runner import retain_subset
@@ -54,7 +55,6 @@ from unlearnkit.suites.colour_erasure import (
     Grid,
     SGDRecipe,
     Trial,
-    cached_model,
     mean_se,
     method_grid,
     split_tensors,
@@ -173,8 +173,8 @@ def collapse_models(
 
     gray = erase_copies(base.images)["gray"]
     base_labels = torch.as_tensor(base.labels, device=device)
-    warm = cached_model(
-        build,
+    warm = cached_fit(
+        build(),
         lambda m: train_original(m, gray, lambda out, i: F.cross_entropy(out, base_labels[i]), preset.warm_start, preset.data_seed, device),
         {**key, "kind": "collapse-warm", "recipe": asdict(preset.warm_start)},
         cache_dir,
@@ -191,7 +191,7 @@ def collapse_models(
             m.load_state_dict(warm.state_dict())
             train_original(m, data.train.images[idx], loss, preset.original, preset.data_seed, device)
 
-        return cached_model(build, fit, {**key, "kind": kind, "recipe": [asdict(preset.warm_start), asdict(preset.original)], "p": preset.weight_p}, cache_dir)
+        return cached_fit(build(), fit, {**key, "kind": kind, "recipe": [asdict(preset.warm_start), asdict(preset.original)], "p": preset.weight_p}, cache_dir)
 
     everything = np.arange(len(data.train))
     weights = collapse_sample_weights(len(data.retain_idx), len(data.forget_idx), preset.weight_p)

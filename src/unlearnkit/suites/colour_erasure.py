@@ -44,10 +44,8 @@ Choices [I]:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -58,6 +56,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from unlearnkit.checkpoint import atomic_write_bytes, cached_fit
 from unlearnkit.data import Dataset, ImageData
 from unlearnkit.methods.runner import retain_subset
 from unlearnkit.models.two_head import build_two_head
@@ -276,24 +275,6 @@ def train_original(
     return model.eval()
 
 
-def cached_model(build: Callable[[], nn.Module], fit: Callable[[nn.Module], None], key: dict, cache_dir: Path | None) -> nn.Module:
-    """``build()`` trained by ``fit``, stored under ``cache_dir`` by a hash of ``key`` and loaded when present."""
-    model = build()
-    if cache_dir is None:
-        fit(model)
-        return model.eval()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"{key.get('kind', 'model')}-{digest}.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-        return model.eval()
-    fit(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-    return model.eval()
-
-
 def split_tensors(data: ImageData, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images / 255, labels)`` of ``data[idx]`` on ``device``."""
     x = torch.from_numpy(data.images[idx]).to(device).float().div_(255.0)
@@ -313,12 +294,8 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(temporary, path)
+    """Write ``payload`` as JSON to ``path`` atomically (numpy scalars as floats)."""
+    atomic_write_bytes(Path(path), json.dumps(payload, indent=1, default=float).encode())
 
 
 # --- the erasure benchmark ---------------------------------------------------------------------
@@ -387,8 +364,8 @@ def erasure_original(
         "recipe": asdict(preset.original),
         "seed": preset.data_seed,
     }
-    return cached_model(
-        lambda: erasure_model(images.shape[1:], num_classes, preset, preset.data_seed).to(device),
+    return cached_fit(
+        erasure_model(images.shape[1:], num_classes, preset, preset.data_seed).to(device),
         lambda m: train_original(
             m, images, lambda out, i: two_head_cross_entropy(out, targets[i]), preset.original, preset.data_seed, device
         ),
@@ -537,7 +514,6 @@ __all__ = [
     "ErasureRow",
     "SGDRecipe",
     "Trial",
-    "cached_model",
     "erasure_original",
     "erasure_trial",
     "hypervolume",

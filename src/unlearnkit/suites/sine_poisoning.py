@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
+from unlearnkit.checkpoint import cached_fit
 from unlearnkit.suites.s1_family import UNLEARNERS, Trial, unlearn_trial
 from unlearnkit.suites.trials import TrialSummary, select_best, summarise
 from unlearnkit.tasks.sine import (
@@ -144,20 +144,12 @@ def original_model(
     """The poisoned original of ``seed`` (:func:`~unlearnkit.tasks.sine.train_original` on D_r u D_f).
 
     Initialised from ``seed``. With ``cache_dir`` the weights are stored as
-    ``sine-original-seed{seed}-e{epochs}-h{hidden}.pt`` and loaded when present (100,000 epochs
-    take ~100 s per seed on one CPU core).
+    ``sine-original-<hash>.safetensors`` (:func:`~unlearnkit.checkpoint.cached_fit`) and loaded
+    when present (100,000 epochs take ~100 s per seed on one CPU core).
     """
-    model = sine_mlp(hidden, seed=seed)
-    path = Path(cache_dir) / f"sine-original-seed{seed}-e{epochs}-h{hidden}.pt" if cache_dir is not None else None
-    if path is not None and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
     data = make_sine_data(seed)
-    train_original(model, data.train_x, data.train_y, epochs)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
-    return model.eval()
+    key = {"kind": "sine-original", "seed": seed, "epochs": epochs, "hidden": hidden}
+    return cached_fit(sine_mlp(hidden, seed=seed), lambda m: train_original(m, data.train_x, data.train_y, epochs), key, cache_dir)
 
 
 def trial_error(method: str, original: nn.Module, data: SineData, epochs: int, seed: int, hp: dict[str, Any]) -> float:
