@@ -2,11 +2,15 @@
 
 Usage:
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/sine_poisoning.py OUT.json \
-        [--cache DIR] [--seeds 1-10] [--budgets 10,100,1000] [--original-epochs 100000] [--hidden 300] [--reduced]
+        [--cache DIR] [--seeds 1-10] [--budgets 10,100,1000] [--original-epochs 100000] [--hidden 300] \
+        [--grid full|full-cpu|default|reduced]
 
 The JSON holds one row per (method, T): median, central range (3rd..8th smallest of 10), mean,
 the per-seed values, the selected hyperparameters and the paper's median, plus the settings and
 timings of the run. ``--cache`` keeps the trained originals (~100 s each at 100,000 epochs).
+Every finished (method, T) row is appended to ``OUT.rows.jsonl`` at once; a rerun with the same
+seeds, originals and grid keeps those rows and computes only the missing ones (a journal of other
+settings is started over).
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from unlearnkit.suites.sine_poisoning import (
     EPOCH_BUDGETS,
     METHODS,
     SEEDS,
-    default_grid,
+    SINE_GRIDS,
+    SineRow,
     original_model,
-    reduced_grid,
     run_sine_benchmark,
 )
 from unlearnkit.tasks.sine import HIDDEN, ORIGINAL_EPOCHS
@@ -41,6 +45,35 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+def load_journal(path: Path, settings: dict) -> dict[tuple[int, str], SineRow]:
+    """The rows an interrupted run of the same ``settings`` saved, and a journal ready to append to.
+
+    The first line holds the settings; a journal of other settings is replaced by a new one. A
+    torn last line (a crash mid-write) is ignored.
+    """
+    lines = path.read_text().splitlines() if path.exists() else []
+    if not lines or lines[0] != json.dumps({"settings": settings}):
+        if lines:
+            print(f"{path} holds a run of other settings; starting over", flush=True)
+        atomic_write_bytes(path, (json.dumps({"settings": settings}) + "\n").encode())
+        return {}
+    rows = {}
+    for line in lines[1:]:
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        fields["values"] = tuple(fields["values"])
+        rows[fields["epochs"], fields["method"]] = SineRow(**fields)
+    return rows
+
+
+def append_journal(path: Path, row: SineRow) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(asdict(row), default=float) + "\n")
+        handle.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -50,13 +83,18 @@ def main() -> None:
     parser.add_argument("--methods", type=lambda s: tuple(s.split(",")), default=METHODS)
     parser.add_argument("--original-epochs", type=int, default=ORIGINAL_EPOCHS)
     parser.add_argument("--hidden", type=int, default=HIDDEN)
-    parser.add_argument("--reduced", action="store_true", help="reduced_grid: one own-parameter value at T = 1000")
+    parser.add_argument("--grid", choices=list(SINE_GRIDS), default="default", help="hyperparameter grid (see the suite module)")
     args = parser.parse_args()
 
     start = time.perf_counter()
     for seed in args.seeds:  # train (or load) the originals first, timed separately
         original_model(seed, args.original_epochs, args.hidden, args.cache)
     originals_s = time.perf_counter() - start
+    journal = args.out.with_suffix(".rows.jsonl")
+    keyed = ("seeds", "original_epochs", "hidden", "grid")
+    done = load_journal(journal, {name: list(v) if isinstance(v, tuple) else v for name, v in vars(args).items() if name in keyed})
+    if done:
+        print(f"resuming: {len(done)} rows from {journal}", flush=True)
     rows = run_sine_benchmark(
         args.seeds,
         args.budgets,
@@ -64,8 +102,10 @@ def main() -> None:
         original_epochs=args.original_epochs,
         hidden=args.hidden,
         cache_dir=args.cache,
-        grid=reduced_grid if args.reduced else default_grid,
+        grid=SINE_GRIDS[args.grid],
         progress=lambda line: print(line, flush=True),
+        done=done,
+        on_row=lambda row: append_journal(journal, row),
     )
     result = {
         "benchmark": "sine data poisoning (spec 3.4a, Table 1)",
@@ -74,7 +114,7 @@ def main() -> None:
             "budgets": list(args.budgets),
             "original_epochs": args.original_epochs,
             "hidden": args.hidden,
-            "grid": "reduced_grid" if args.reduced else "default_grid",
+            "grid": args.grid,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(),

@@ -59,6 +59,8 @@ def test_an_unknown_suite_lists_the_valid_ones() -> None:
         (_minimal(epoch=3), r"unknown key\(s\) 'epoch'; valid keys: .*epochs"),
         (_minimal(quick={"dataset": "digits", "sizes": 3}), r"quick section\): unknown key\(s\) 'sizes'"),
         (_minimal(kind="minnorm", sine={"budget": [10]}), r"sine section\): unknown key\(s\) 'budget'"),
+        (_minimal(kind="minnorm", sine={"grid": "huge"}), r"sine.grid 'huge' is not one of full, full-cpu, default, reduced"),
+        (_minimal(kind="minnorm", sine={"grid": "full", "budgets": [10, 50]}), r"defined for budgets \[10, 100, 1000\] only"),
         (_minimal(methods=["gaa"]), r"unknown method 'gaa'|gaa"),
         (_minimal(hparams={"ft": {"epochs": 1}}), r"hparams given for 'ft', which is not among the methods"),
         (_minimal(hparams={"ga": {"epoch": 1}}), r"hparams.ga: .*no hyperparameter epoch"),

@@ -12,7 +12,16 @@ from unlearnkit.methods.base import Granted, TensorSplit
 from unlearnkit.methods.minnorm_og import gradient_sample, max_logit_gradients, projection_fraction, shrink_orthogonal
 from unlearnkit.methods.runner import unlearn_tensors
 from unlearnkit.runtime import cpu_generator
-from unlearnkit.suites.sine_poisoning import MINNORM_TABLE6, default_grid, reduced_grid, run_sine_benchmark, trial_error
+from unlearnkit.suites.sine_poisoning import (
+    MINNORM_TABLE6,
+    default_grid,
+    full_cpu_grid,
+    full_grid,
+    one_factor_grid,
+    reduced_grid,
+    run_sine_benchmark,
+    trial_error,
+)
 from unlearnkit.suites.trials import central_range, select_best, summarise
 from unlearnkit.tasks.sine import (
     HALF_WIDTH,
@@ -169,3 +178,32 @@ def test_reduced_grid_keeps_rates_and_one_own_value_at_1000() -> None:
     assert [hp["lr"] for hp in reduced["ngp"]] == [1e-3, 5e-4, 1e-4]
     assert {hp["lambda_ga"] for hp in reduced["ngp"]} == {1e-3} and {hp["sigma"] for hp in reduced["ngd"]} == {0.1}
     assert reduced_grid(100) == default_grid(100)
+
+
+@pytest.mark.parametrize(("epochs", "minnorm_count"), [(10, 162), (100, 72), (1000, 162)])
+def test_full_grid_is_spec_table_7(epochs: int, minnorm_count: int) -> None:
+    grid = full_grid(epochs)
+    sizes = {method: len(candidates) for method, candidates in grid.items()}
+    assert sizes == {"retrain": 3, "minnorm-og": minnorm_count, "gd": 3, "ga": 3, "ngp": 12, "ngd": 9, "ridge": 27, "l1-sparse": 9}
+    assert MINNORM_TABLE6[epochs] in grid["minnorm-og"]  # the paper's best setting is a candidate
+    assert {hp["lambda_reg"] for hp in grid["minnorm-og"]} == {0.1, 1.0}  # 3 would break c <= 1
+    assert {hp["lambda_reg"] for hp in grid["ridge"]} == {0.1, 1.0, 3.0}
+    for candidates in grid.values():  # no duplicates
+        assert len({tuple(sorted(hp.items())) for hp in candidates}) == len(candidates)
+    with pytest.raises(ValueError, match="T in \\[10, 100, 1000\\]"):
+        full_grid(50)
+
+
+def test_full_cpu_grid_searches_minnorm_one_factor_at_a_time_from_t_100() -> None:
+    assert full_cpu_grid(10) == full_grid(10)
+    for epochs, count in ((100, 8), (1000, 10)):
+        grid, centre = full_cpu_grid(epochs), MINNORM_TABLE6[epochs]
+        assert {m: c for m, c in grid.items() if m != "minnorm-og"} == {m: c for m, c in full_grid(epochs).items() if m != "minnorm-og"}
+        assert grid["minnorm-og"][0] == centre and len(grid["minnorm-og"]) == count
+        assert all(sum(hp[k] != centre[k] for k in centre) == 1 for hp in grid["minnorm-og"][1:])
+        assert all(hp in full_grid(epochs)["minnorm-og"] for hp in grid["minnorm-og"])
+
+
+def test_one_factor_grid() -> None:
+    grid = one_factor_grid({"a": 1, "b": "x"}, {"a": [1, 2, 3], "b": ["x", "y"]})
+    assert grid == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}, {"a": 3, "b": "x"}, {"a": 1, "b": "y"}]

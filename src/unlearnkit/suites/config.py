@@ -28,7 +28,6 @@ from unlearnkit.train import default_recipe
 
 KINDS = ("bench", "minnorm")
 COLOUR_PARTS = ("erasure", "collapse")
-SINE_GRIDS = ("default", "reduced")
 EXTRA_ROW_KEYS = ("gap", "gap_given", "gap_target", "time_s")
 
 
@@ -335,12 +334,17 @@ def _validate_bench(config: SuiteConfig, where: str) -> None:
 
 
 def _validate_sine(sine: SineSettings, where: str) -> None:
-    from unlearnkit.suites.sine_poisoning import UNLEARNERS
+    from unlearnkit.suites.sine_poisoning import SINE_GRIDS, SPEC_GD_EPOCHS, UNLEARNERS
 
     bad = [m for m in sine.methods if m not in UNLEARNERS]
     if bad:
         raise SuiteError(f"{where}: sine methods {bad} are not valid; choose from {', '.join(UNLEARNERS)}")
     if sine.grid not in SINE_GRIDS:
         raise SuiteError(f"{where}: sine.grid {sine.grid!r} is not one of {', '.join(SINE_GRIDS)}")
+    if sine.grid.startswith("full") and not set(sine.budgets) <= set(SPEC_GD_EPOCHS):
+        raise SuiteError(
+            f"{where}: sine.grid {sine.grid!r} is spec 3.6's grid, defined for budgets {sorted(SPEC_GD_EPOCHS)} only; "
+            f"got budgets {list(sine.budgets)} (use grid: default for other budgets)"
+        )
     if sine.seeds < 1 or sine.original_epochs < 1 or sine.hidden < 1 or not sine.budgets or min(sine.budgets) < 1:
         raise SuiteError(f"{where}: sine seeds, budgets, original_epochs and hidden must be positive; got {sine}")
