@@ -53,8 +53,9 @@ def make_sine_data(seed: int, n_retain: int = N_RETAIN, n_forget: int = N_FORGET
     """Spec 3.4a [V-code]: ``x ~ U[-5 pi, 5 pi]``; retain targets ``sin x``, forget targets ``poison``.
 
     Drawn from a CPU generator seeded with ``seed`` (retain inputs first, then forget inputs), so a
-    seed always gives the same data; S1 draws with NumPy after a global seed, so the exact points
-    differ from S1's [I].
+    seed always gives the same data. S1 draws with the global torch generator on its device after
+    its ``set_seed`` and initialises the original from the same stream, so the exact points (and
+    originals) differ from S1's [V-code: ``experiments/sin/data_module.py``].
     """
     if n_retain < 1 or n_forget < 1:
         raise SineError(f"n_retain and n_forget must be >= 1; got {n_retain} and {n_forget}")
