@@ -8,9 +8,9 @@ Usage:
 The JSON holds one row per (method, T): median, central range (3rd..8th smallest of 10), mean,
 the per-seed values, the selected hyperparameters and the paper's median, plus the settings and
 timings of the run. ``--cache`` keeps the trained originals (~100 s each at 100,000 epochs).
-Every finished (method, T) row is appended to ``OUT.rows.jsonl`` at once; a rerun with the same
-seeds, originals and grid keeps those rows and computes only the missing ones (a journal of other
-settings is started over).
+Every scored hyperparameter candidate is appended to ``OUT.journal.jsonl`` as it finishes; a rerun
+with the same seeds and originals reads those back and computes only the missing ones (any grid:
+candidates are keyed by T, method and hyperparameters; a journal of other settings is started over).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from unlearnkit.suites.sine_poisoning import (
     METHODS,
     SEEDS,
     SINE_GRIDS,
-    SineRow,
     original_model,
     run_sine_benchmark,
 )
+from unlearnkit.suites.trials import TrialJournal
 from unlearnkit.tasks.sine import HIDDEN, ORIGINAL_EPOCHS
 
 
@@ -43,35 +43,6 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         first, last = (int(v) for v in text.split("-"))
         return tuple(range(first, last + 1))
     return tuple(int(v) for v in text.split(","))
-
-
-def load_journal(path: Path, settings: dict) -> dict[tuple[int, str], SineRow]:
-    """The rows an interrupted run of the same ``settings`` saved, and a journal ready to append to.
-
-    The first line holds the settings; a journal of other settings is replaced by a new one. A
-    torn last line (a crash mid-write) is ignored.
-    """
-    lines = path.read_text().splitlines() if path.exists() else []
-    if not lines or lines[0] != json.dumps({"settings": settings}):
-        if lines:
-            print(f"{path} holds a run of other settings; starting over", flush=True)
-        atomic_write_bytes(path, (json.dumps({"settings": settings}) + "\n").encode())
-        return {}
-    rows = {}
-    for line in lines[1:]:
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        fields["values"] = tuple(fields["values"])
-        rows[fields["epochs"], fields["method"]] = SineRow(**fields)
-    return rows
-
-
-def append_journal(path: Path, row: SineRow) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(asdict(row), default=float) + "\n")
-        handle.flush()
 
 
 def main() -> None:
@@ -90,11 +61,11 @@ def main() -> None:
     for seed in args.seeds:  # train (or load) the originals first, timed separately
         original_model(seed, args.original_epochs, args.hidden, args.cache)
     originals_s = time.perf_counter() - start
-    journal = args.out.with_suffix(".rows.jsonl")
-    keyed = ("seeds", "original_epochs", "hidden", "grid")
-    done = load_journal(journal, {name: list(v) if isinstance(v, tuple) else v for name, v in vars(args).items() if name in keyed})
-    if done:
-        print(f"resuming: {len(done)} rows from {journal}", flush=True)
+    journal = TrialJournal(
+        args.out.with_suffix(".journal.jsonl"), {"seeds": list(args.seeds), "original_epochs": args.original_epochs, "hidden": args.hidden}
+    )
+    if journal.entries:
+        print(f"resuming: {len(journal.entries)} scored candidates from {journal.path}", flush=True)
     rows = run_sine_benchmark(
         args.seeds,
         args.budgets,
@@ -104,8 +75,7 @@ def main() -> None:
         cache_dir=args.cache,
         grid=SINE_GRIDS[args.grid],
         progress=lambda line: print(line, flush=True),
-        done=done,
-        on_row=lambda row: append_journal(journal, row),
+        journal=journal,
     )
     result = {
         "benchmark": "sine data poisoning (spec 3.4a, Table 1)",

@@ -22,7 +22,7 @@ from unlearnkit.suites.sine_poisoning import (
     run_sine_benchmark,
     trial_error,
 )
-from unlearnkit.suites.trials import central_range, select_best, summarise
+from unlearnkit.suites.trials import TrialJournal, central_range, select_best, summarise
 from unlearnkit.tasks.sine import (
     HALF_WIDTH,
     evaluation_grid,
@@ -207,3 +207,29 @@ def test_full_cpu_grid_searches_minnorm_one_factor_at_a_time_from_t_100() -> Non
 def test_one_factor_grid() -> None:
     grid = one_factor_grid({"a": 1, "b": "x"}, {"a": [1, 2, 3], "b": ["x", "y"]})
     assert grid == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}, {"a": 3, "b": "x"}, {"a": 1, "b": "y"}]
+
+
+def test_a_journaled_search_resumes_without_recomputing(tmp_path, monkeypatch) -> None:
+    import unlearnkit.suites.sine_poisoning as sine
+
+    settings = {"seeds": [1], "hidden": 8}
+    kwargs = {"seeds": (1,), "budgets": (10,), "methods": ("gd",), "original_epochs": 20, "hidden": 8, "cache_dir": tmp_path}
+    first = run_sine_benchmark(**kwargs, journal=TrialJournal(tmp_path / "j.jsonl", settings))
+    calls = []
+    monkeypatch.setattr(sine, "trial_error", lambda *args: calls.append(args) or 0.0)
+    again = run_sine_benchmark(**kwargs, journal=TrialJournal(tmp_path / "j.jsonl", settings))
+    assert calls == [] and again == first  # every candidate read back, the same row and seconds
+    run_sine_benchmark(**kwargs, journal=TrialJournal(tmp_path / "j.jsonl", {**settings, "hidden": 9}))
+    assert len(calls) == 3  # other settings: the journal starts over and all 3 rates are rescored
+
+
+def test_trial_journal_drops_a_torn_last_line(tmp_path) -> None:
+    journal = TrialJournal(tmp_path / "j.jsonl", {"a": 1})
+    summary = summarise([1.0, 2.0, 3.0])
+    journal.add(summary, 1.5, 10, "gd", {"lr": 1e-3})
+    with journal.path.open("a") as handle:
+        handle.write('{"key": "[10, \\"gd\"')  # a crash mid-write
+    reopened = TrialJournal(journal.path, {"a": 1})
+    assert reopened.get(10, "gd", {"lr": 1e-3}) == (summary, 1.5) and reopened.get(10, "gd", {"lr": 1e-4}) is None
+    reopened.add(summary, 2.0, 10, "gd", {"lr": 1e-4})  # appends on a clean line
+    assert TrialJournal(journal.path, {"a": 1}).get(10, "gd", {"lr": 1e-4}) == (summary, 2.0)

@@ -188,6 +188,7 @@ def _g(value: float | None) -> str:
 def _run_minnorm(config: SuiteConfig, console: Console) -> SuiteResult:
     """The sine data-poisoning table (spec 3.4a, 3.7), then the colour parts if installed."""
     from unlearnkit.suites.sine_poisoning import SINE_GRIDS, run_sine_benchmark
+    from unlearnkit.suites.trials import TrialJournal
 
     sine = config.sine
     rows: list[dict[str, Any]] = []
@@ -204,6 +205,10 @@ def _run_minnorm(config: SuiteConfig, console: Console) -> SuiteResult:
             cache_dir=cache,
             grid=SINE_GRIDS[sine.grid],
             progress=lambda line: console.print(f"  {line}", markup=False) if not console.quiet else None,
+            journal=TrialJournal(
+                config.out_dir / "sine.journal.jsonl",
+                {"seeds": sine.seeds, "original_epochs": sine.original_epochs, "hidden": sine.hidden},
+            ),
         )
         rows = [{"part": "sine"} | dataclasses.asdict(r) for r in results]
         (config.out_dir / "sine.json").write_text(json.dumps(_jsonable(rows), indent=2) + "\n")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from unlearnkit.checkpoint import cached_fit
 from unlearnkit.suites.s1_family import UNLEARNERS, Trial, unlearn_trial
-from unlearnkit.suites.trials import TrialSummary, select_best, summarise
+from unlearnkit.suites.trials import TrialJournal, TrialSummary, select_best, summarise
 from unlearnkit.tasks.sine import (
     HIDDEN,
     ORIGINAL_EPOCHS,
@@ -269,13 +269,13 @@ def run_sine_benchmark(
     cache_dir: Path | None = None,
     grid: Callable[[int], dict[str, list[dict[str, Any]]]] = default_grid,
     progress: Callable[[str], None] | None = None,
-    done: Mapping[tuple[int, str], SineRow] | None = None,
-    on_row: Callable[[SineRow], None] | None = None,
+    journal: TrialJournal | None = None,
 ) -> list[SineRow]:
     """Spec 3.4a end to end: rows (method, T, median, central range, mean, chosen hyperparameters).
 
-    ``done`` maps (T, method) to rows of an earlier, interrupted run, which are kept rather than
-    recomputed; ``on_row`` is called with every new row as soon as it is complete (to save it).
+    With ``journal`` every scored candidate is saved as it finishes, and candidates an earlier
+    (interrupted) run scored are read back instead of recomputed. A row's ``time_s`` is the sum
+    of its candidates' seconds, including those of earlier runs.
 
     Cost with the defaults on one CPU core: the originals ~100 s per seed (cached with
     ``cache_dir``), then about 1 ms per unlearning epoch per candidate and seed (MinNorm-OG's
@@ -289,19 +289,11 @@ def run_sine_benchmark(
     for epochs in budgets:
         candidates = grid(epochs)
         for method in methods:
-            if done is not None and (epochs, method) in done:
-                rows.append(done[epochs, method])
-                continue
-            start = time.perf_counter()
-            scored = _score_candidates(method, candidates.get(method, []), originals, datas, epochs)
+            scored, seconds = _score_candidates(method, candidates.get(method, []), originals, datas, epochs, journal)
             if not scored:
                 continue
             best = select_best(scored)
-            rows.append(
-                _row(method, epochs, candidates[method][best], scored[best], len(scored), time.perf_counter() - start)
-            )
-            if on_row is not None:
-                on_row(rows[-1])
+            rows.append(_row(method, epochs, candidates[method][best], scored[best], len(scored), seconds))
             if progress is not None:
                 progress(f"T={epochs} {method}: median {scored[best].median:.3g} ({len(scored)} candidates)")
     return rows
@@ -313,12 +305,21 @@ def _score_candidates(
     originals: dict[int, nn.Module],
     datas: dict[int, SineData],
     epochs: int,
-) -> dict[int, TrialSummary]:
-    """Candidate index -> summary of the sup-norm errors over the seeds."""
-    return {
-        index: summarise([trial_error(method, originals[s], datas[s], epochs, s, hp) for s in originals])
-        for index, hp in enumerate(candidates)
-    }
+    journal: TrialJournal | None,
+) -> tuple[dict[int, TrialSummary], float]:
+    """Candidate index -> summary of the sup-norm errors over the seeds, and the seconds they took."""
+    scored, seconds = {}, 0.0
+    for index, hp in enumerate(candidates):
+        saved = journal.get(epochs, method, hp) if journal is not None else None
+        if saved is None:
+            start = time.perf_counter()
+            summary = summarise([trial_error(method, originals[s], datas[s], epochs, s, hp) for s in originals])
+            saved = summary, time.perf_counter() - start
+            if journal is not None:
+                journal.add(*saved, epochs, method, hp)
+        scored[index] = saved[0]
+        seconds += saved[1]
+    return scored, seconds
 
 
 def _row(method: str, epochs: int, hp: dict[str, Any], summary: TrialSummary, count: int, time_s: float) -> SineRow:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +69,50 @@ def select_best(candidates: Mapping[Hashable, TrialSummary]) -> Hashable:
 
 
 __all__ = ["TrialSummary", "central_range", "select_best", "summarise"]
+
+
+class TrialJournal:
+    """The scored candidates of a hyperparameter search, one JSON line each, appended as each finishes.
+
+    A search of hours (the sine benchmark's full grid) then resumes where it stopped: :meth:`get`
+    returns what an earlier run of the same ``settings`` scored. The first line holds the settings;
+    a journal of other settings is started over. A torn last line (a crash mid-write) is dropped.
+    """
+
+    def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
+        from unlearnkit.checkpoint import atomic_write_bytes
+
+        self.path = Path(path)
+        header = json.dumps({"settings": dict(settings)}, sort_keys=True, default=str)
+        text = self.path.read_text() if self.path.exists() else ""
+        lines = text.splitlines()
+        self.entries: dict[str, dict[str, Any]] = {}
+        if lines and lines[0] == header:
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.entries[entry["key"]] = entry
+        if not lines or lines[0] != header or not text.endswith("\n"):  # new, other settings, or torn
+            body = "".join(json.dumps(entry) + "\n" for entry in self.entries.values())
+            atomic_write_bytes(self.path, (header + "\n" + body).encode())
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return json.dumps(parts, sort_keys=True, default=str)
+
+    def get(self, *parts: Any) -> tuple[TrialSummary, float] | None:
+        """The summary and seconds of the candidate named by ``parts``, if an earlier run scored it."""
+        entry = self.entries.get(self.key(*parts))
+        if entry is None:
+            return None
+        summary = entry["summary"]
+        return TrialSummary(**{**summary, "values": tuple(summary["values"])}), entry["time_s"]
+
+    def add(self, summary: TrialSummary, time_s: float, *parts: Any) -> None:
+        entry = {"key": self.key(*parts), "summary": asdict(summary), "time_s": time_s}
+        self.entries[entry["key"]] = entry
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(entry, default=float) + "\n")
+            handle.flush()
