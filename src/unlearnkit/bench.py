@@ -8,7 +8,6 @@ benchmark trains neither again. Each finished (request, method, seed) row is app
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnkit.audit import AuditConfig, Auditor
 from unlearnkit.audit.reconstruction import save_image_grid
-from unlearnkit.checkpoint import save_checkpoint
+from unlearnkit.checkpoint import append_json_line, read_json_lines, save_checkpoint
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
 from unlearnkit.metrics import DEFAULT_METRICS, compute_outputs, gap_to_oracle, score
@@ -245,24 +244,12 @@ def _row_id(row: dict[str, Any]) -> tuple:
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Rows of a results file; a torn last line (a crash mid-write) is dropped, not fatal."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_json_lines(path)
 
 
 def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append one JSON row and flush it to disk, so a crash loses at most the row being written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(_finite(row), default=_jsonable, allow_nan=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_json_line(path, _finite(row), default=_jsonable, allow_nan=False)
 
 
 def _finite(value: Any) -> Any:

@@ -43,6 +43,29 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def read_json_lines(path: Path) -> list[Any]:
+    """The objects of a JSON-lines file (none if it is missing); a torn line (a crash mid-write) is dropped."""
+    if not path.exists():
+        return []
+    objects = []
+    for line in path.read_text().splitlines():
+        try:
+            objects.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return objects
+
+
+def append_json_line(path: Path, obj: Any, **dumps: Any) -> None:
+    """Append ``obj`` as one JSON line (``json.dumps`` options in ``dumps``) and flush it to disk,
+    so a crash loses at most the line being written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(obj, **dumps) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def sidecar_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 

@@ -113,19 +113,15 @@ def learning_rates(epochs: int) -> tuple[float, ...]:
 def default_grid(epochs: int) -> dict[str, list[dict[str, Any]]]:
     """The candidates per method at budget ``epochs`` (a documented subset of spec 3.6; see the module)."""
     rates = learning_rates(epochs)
-
-    def crossed(name: str, values: Sequence[float], **fixed: Any) -> list[dict[str, Any]]:
-        return [{"lr": lr, name: value, **fixed} for lr in rates for value in values]
-
     return {
-        "retrain": [{"lr": lr} for lr in rates],
+        "retrain": product_grid(lr=rates),
         "minnorm-og": [dict(MINNORM_TABLE6[epochs])] if epochs in MINNORM_TABLE6 else [],
-        "gd": [{"lr": lr} for lr in rates],
-        "ga": [{"lr": lr} for lr in rates],
-        "ngp": crossed("lambda_ga", (1e-3, 1e-1)),
-        "ngd": crossed("sigma", (0.1, 1.0)),
-        "ridge": crossed("lambda_reg", (0.1, 1.0), gamma_reg=0.9),
-        "l1-sparse": crossed("lambda_reg", (0.1, 1.0)),
+        "gd": product_grid(lr=rates),
+        "ga": product_grid(lr=rates),
+        "ngp": product_grid(lr=rates, lambda_ga=(1e-3, 1e-1)),
+        "ngd": product_grid(lr=rates, sigma=(0.1, 1.0)),
+        "ridge": product_grid(lr=rates, lambda_reg=(0.1, 1.0), gamma_reg=(0.9,)),
+        "l1-sparse": product_grid(lr=rates, lambda_reg=(0.1, 1.0)),
     }
 
 

@@ -76,27 +76,20 @@ class TrialJournal:
 
     A search of hours (the sine benchmark's full grid) then resumes where it stopped: :meth:`get`
     returns what an earlier run of the same ``settings`` scored. The first line holds the settings;
-    a journal of other settings is started over. A torn last line (a crash mid-write) is dropped.
+    a journal of other settings is started over. A torn line (a crash mid-write) is dropped.
     """
 
     def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
-        from unlearnkit.checkpoint import atomic_write_bytes
+        from unlearnkit.checkpoint import atomic_write_bytes, read_json_lines
 
         self.path = Path(path)
-        header = json.dumps({"settings": dict(settings)}, sort_keys=True, default=str)
-        text = self.path.read_text() if self.path.exists() else ""
-        lines = text.splitlines()
-        self.entries: dict[str, dict[str, Any]] = {}
-        if lines and lines[0] == header:
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.entries[entry["key"]] = entry
-        if not lines or lines[0] != header or not text.endswith("\n"):  # new, other settings, or torn
-            body = "".join(json.dumps(entry) + "\n" for entry in self.entries.values())
-            atomic_write_bytes(self.path, (header + "\n" + body).encode())
+        header = {"settings": json.loads(json.dumps(dict(settings), default=str))}  # as it reads back
+        lines = read_json_lines(self.path)
+        same = bool(lines) and lines[0] == header
+        self.entries: dict[str, dict[str, Any]] = {entry["key"]: entry for entry in lines[1:]} if same else {}
+        # Rewritten whole, so that appends start on a clean line after a torn one.
+        text = "".join(json.dumps(line) + "\n" for line in [header, *self.entries.values()])
+        atomic_write_bytes(self.path, text.encode())
 
     @staticmethod
     def key(*parts: Any) -> str:
@@ -111,8 +104,8 @@ class TrialJournal:
         return TrialSummary(**{**summary, "values": tuple(summary["values"])}), entry["time_s"]
 
     def add(self, summary: TrialSummary, time_s: float, *parts: Any) -> None:
+        from unlearnkit.checkpoint import append_json_line
+
         entry = {"key": self.key(*parts), "summary": asdict(summary), "time_s": time_s}
         self.entries[entry["key"]] = entry
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(entry, default=float) + "\n")
-            handle.flush()
+        append_json_line(self.path, entry, default=float)  # inf (a diverged run) stays Infinity
