@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit.audit import AUDIT_METRICS, AuditConfig, AuditError, Auditor, residual, run_audit
+from unlearnkit.audit import AUDIT_METRICS, AuditConfig, AuditError, Auditor, metric_residual, residual, run_audit
 from unlearnkit.cli import app
 from unlearnkit.tasks import place, random_request
 from unlearnkit.train import default_recipe
@@ -55,6 +55,8 @@ def test_families_can_be_skipped_and_unknown_ones_are_refused(class_3, original)
     assert keys == {k for k, v in AUDIT_METRICS.items() if v.family == "membership"}
     with pytest.raises(AuditError, match="unknown audit families"):
         AuditConfig(families=("membership", "vibes"))
+    with pytest.raises(AuditError, match="no audit family is left"):
+        AuditConfig(families=())
 
 
 def test_without_an_oracle_the_oracle_scores_are_left_out(class_3, original) -> None:
@@ -72,6 +74,16 @@ def test_residual_places_a_value_between_the_references() -> None:
     assert residual(50.0, original=100.0, oracle=0.0) == 0.5
     assert residual(0.0, original=100.0, oracle=0.0) == 0.0
     assert math.isnan(residual(50.0, original=10.0, oracle=10.5, min_spread=2.0))
+
+
+def test_residual_is_not_given_when_the_references_contradict_the_reading_direction() -> None:
+    # "lower = more forgetting", but the oracle reads higher than the original: no share can be read
+    assert math.isnan(residual(29.4, original=39.0, oracle=41.9, higher_forgets=False))
+    assert residual(29.4, original=39.0, oracle=41.9) == pytest.approx((29.4 - 41.9) / (39.0 - 41.9))  # direction-blind
+    assert residual(30.0, original=40.0, oracle=20.0, higher_forgets=False) == pytest.approx(0.5)
+    assert residual(30.0, original=20.0, oracle=40.0, higher_forgets=True) == pytest.approx(0.5)
+    assert math.isnan(metric_residual("rmia", 29.4, 39.0, 41.9))  # rmia reads "lower = more forgetting"
+    assert metric_residual("rmia", 60.0, 80.0, 0.0) == pytest.approx(0.75)
 
 
 def test_run_audit_writes_json_markdown_and_grid(tmp_path, class_3, original, oracle) -> None:
@@ -116,6 +128,16 @@ def test_bench_audit_and_the_audit_command_on_saved_checkpoints(tmp_path) -> Non
     ft_row = next(r for r in rows if r["method"] == "ft")
     assert document["models"]["unlearned"]["rus_o"] == pytest.approx(ft_row["rus_o"], abs=1e-6)  # same model, same score
     assert "fm_forget" not in document["models"]["unlearned"]
+    wrong_task = CliRunner().invoke(app, [
+        "audit", "--original", str(models / "original"), "--unlearned", str(models / "ft.safetensors"),
+        "--dataset", "digits", "--task", "class:4", "--out", str(tmp_path / "audit4"),
+    ])
+    assert wrong_task.exit_code == 2 and "was made with task 'class:3'" in wrong_task.output, wrong_task.output
+    other_data = CliRunner().invoke(app, [
+        "audit", "--original", str(models / "original"), "--unlearned", str(models / "ft.safetensors"),
+        "--dataset", "digits", "--task", "class:3", "--train-size", "500", "--out", str(tmp_path / "audit5"),
+    ])
+    assert other_data.exit_code == 2 and "data_fingerprint" in other_data.output, other_data.output
 
 
 def test_audit_command_names_a_missing_checkpoint(tmp_path) -> None:

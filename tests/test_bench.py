@@ -84,5 +84,120 @@ def test_a_class_wise_only_method_is_skipped_in_a_random_cell(tmp_path):
     by_method = {r["method"]: r for r in rows}
     assert "class-wise" in by_method["pour-p"]["skipped"] and by_method["pour-p"]["gap"] is None
     assert by_method["ft"]["forget_acc"] is not None
-    assert {m for _, m in summarise(rows)} == {"original", "retrain", "ft"}
+    assert {m for _, m in summarise(rows)} == {"original", "retrain", "ft"}  # (task, method) keys for one setting
     assert len(run_bench(config)) == 4  # the skipped row counts as done: nothing reruns
+
+
+def _one_epoch_config(tmp_path, methods, **changes) -> BenchConfig:
+    from dataclasses import replace
+
+    from unlearnkit.train import default_recipe
+
+    config = BenchConfig("digits", "mlp", ["class:3"], methods, out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    config.recipe = replace(default_recipe("digits"), epochs=1)
+    return replace(config, **changes)
+
+
+def _cached_models(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "cache" / "models").iterdir())
+
+
+def test_a_rerun_with_other_settings_is_refused_before_any_work(tmp_path):
+    from dataclasses import replace
+
+    from unlearnkit.bench import SettingsChangedError
+
+    config = _one_epoch_config(tmp_path, ["ga"])
+    rows = run_bench(config)
+    assert {r["method"] for r in rows} == {"original", "retrain", "ga"}
+    assert all(r["recipe"]["epochs"] == 1 and r["request"] for r in rows)
+    assert rows[-1]["hparams"]["lr"] == next(r for r in rows if r["method"] == "ga")["hparams"]["lr"]
+    lines, models = (tmp_path / "out" / "results.jsonl").read_text(), _cached_models(tmp_path)
+    changed = [
+        (replace(config, hparams={"ga": {"lr": "0.01"}}), "ga: lr 0.0001 -> 0.01"),
+        (replace(config, recipe=replace(config.recipe, epochs=2)), "recipe: epochs 1 -> 2"),
+        (replace(config, train_size=300), "class:3: request"),
+    ]
+    for other, difference in changed:
+        with pytest.raises(SettingsChangedError, match="new --out") as info:
+            run_bench(other)
+        assert difference in str(info.value)
+    assert (tmp_path / "out" / "results.jsonl").read_text() == lines
+    assert _cached_models(tmp_path) == models  # refused before training anything
+    assert len(run_bench(config)) == 3  # the same settings still resume
+
+
+def test_a_row_from_before_settings_tracking_is_refused_not_crashed(tmp_path):
+    from unlearnkit.bench import SettingsChangedError
+
+    legacy = {"dataset": "digits", "model": "mlp", "task": "class:3", "method": "ga", "seed": 0, "forget_acc": 1.0}
+    append_result(tmp_path / "out" / "results.jsonl", legacy)
+    with pytest.raises(SettingsChangedError, match="ga: its row predates settings tracking"):
+        run_bench(_one_epoch_config(tmp_path, ["ga"]))
+
+
+def test_a_failed_row_is_retried_and_the_retry_supersedes_it(tmp_path, capsys):
+    from unlearnkit.report import error_notes, summarise
+
+    failed = run_bench(_one_epoch_config(tmp_path, ["ga"], hparams={"ga": {"lr": 1e12, "epochs": 20}}))
+    assert "loss became" in next(r for r in failed if r["method"] == "ga")["error"]
+    from rich.console import Console
+
+    rows = run_bench(_one_epoch_config(tmp_path, ["ga"]), Console(force_terminal=False, width=200))
+    assert "2 finished rows in" in capsys.readouterr().out  # the note says what is reused
+    ga = [r for r in rows if r["method"] == "ga"]
+    assert len(ga) == 1 and "error" not in ga[0] and ga[0]["forget_acc"] is not None
+    assert len([r for r in read_results(tmp_path / "out" / "results.jsonl") if r["method"] == "ga"]) == 2
+    assert error_notes(read_results(tmp_path / "out" / "results.jsonl")) == []
+    assert summarise(read_results(tmp_path / "out" / "results.jsonl"))[("class:3", "ga")]["forget_acc"][2] == 1
+
+
+def test_each_row_is_written_as_soon_as_it_is_scored(tmp_path, monkeypatch):
+    import time
+
+    import unlearnkit.bench as bench
+
+    results, seen = tmp_path / "out" / "results.jsonl", {}
+    real_unlearn = bench.unlearn
+
+    def unlearn_then_watch(original, request, method, **kwargs):
+        if method == "ft":  # the second method: the first one's row must land while this one runs
+            deadline = time.monotonic() + 30
+            while len(read_results(results)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["rows"] = {r["method"] for r in read_results(results)}
+            raise KeyboardInterrupt  # like Ctrl-C (or kill -9) in the middle of the cell
+        return real_unlearn(original, request, method, **kwargs)
+
+    monkeypatch.setattr(bench, "unlearn", unlearn_then_watch)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(_one_epoch_config(tmp_path, ["ga", "ft"]))
+    assert seen["rows"] == {"original", "retrain", "ga"}
+
+
+def test_duplicate_methods_and_zero_epochs_are_refused(tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="rl more than once"):
+        run_bench(_one_epoch_config(tmp_path, ["rl", "salun", "rl"]))
+    config = _one_epoch_config(tmp_path, ["ga"])
+    for epochs in (0, -1):
+        with pytest.raises(ValueError, match=f"--epochs must be at least 1; got {epochs}"):
+            run_bench(replace(config, recipe=replace(config.recipe, epochs=epochs)))
+    assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_summarise_keeps_models_and_datasets_apart():
+    from unlearnkit.report import markdown_table, summarise, summarise_settings
+
+    def row(dataset, model, forget_acc):
+        return {"dataset": dataset, "model": model, "task": "class:3", "method": "ft", "seed": 0, "forget_acc": forget_acc}
+
+    rows = [row("digits", "mlp", 10.0), row("digits", "cnn", 30.0), row("cifar10", "mlp", 50.0)]
+    summary = summarise_settings(rows)
+    assert summary[("digits", "mlp", "class:3", "ft")]["forget_acc"] == (10.0, 0.0, 1)
+    assert summary[("digits", "cnn", "class:3", "ft")]["forget_acc"] == (30.0, 0.0, 1)
+    assert "| digits | cnn | class:3 | ft | 30.00 |" in markdown_table(rows)
+    with pytest.raises(ValueError, match="mix 3 dataset/model settings"):
+        summarise(rows)
+    assert summarise(rows[:1])[("class:3", "ft")]["forget_acc"] == (10.0, 0.0, 1)

@@ -245,6 +245,12 @@ def _assert_user_error(result, *fragments: str) -> None:
         (["--hparam", "ft.nope=1"], ["no hyperparameter nope", "lr"]),
         (["--hparam", "ft.epochs=abc"], ["ft.epochs", "int", "'abc'"]),
         (["--hparam", "ga.lr=0.1"], ["'ga'", "not among --methods"]),
+        (["--methods", "ft,ga,ft"], ["--methods names ft more than once"]),
+        (["--methods", ""], ["--methods '' names no method"]),
+        (["--methods", " , "], ["names no method"]),
+        (["--epochs", "0"], ["--epochs must be at least 1; got 0"]),
+        (["--epochs", "-2"], ["--epochs must be at least 1; got -2"]),
+        (["--cache-dir", "/proc/unlearnkit-nope"], ["--cache-dir /proc/unlearnkit-nope cannot be used as a folder"]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) and v and v[0].startswith("--") else None,
 )
@@ -270,6 +276,61 @@ def test_bench_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in output
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: unknown class 'nonexistent'"), output
+
+
+def test_bench_out_that_is_a_file_is_a_user_error(error_dirs, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _assert_user_error(_bench_error(error_dirs, ["--out", str(blocker)]), f"--out {blocker}", "File exists")
+    _assert_user_error(_bench_error(error_dirs, ["--out", str(blocker / "sub")]), "Not a directory")
+
+
+def test_bench_rerun_with_other_hyperparameters_is_refused(tmp_path: Path) -> None:
+    args = ["bench", "--model", "mlp", "--task", "class:3", "--methods", "ga", "--epochs", "1", "--device", "cpu",
+            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert _invoke(args).exit_code == 0
+    again = _invoke(args)
+    assert again.exit_code == 0 and "3 finished rows in" in again.output and "0 to run" in again.output
+    refused = _invoke([*args, "--hparam", "ga.lr=0.01"], env=NARROW)
+    _assert_user_error(refused, "ga: lr 0.0001 -> 0.01", "new --out", str(tmp_path / "out" / "results.jsonl"))
+    assert len(_rows(tmp_path / "out")) == 3
+
+
+def test_bench_prints_why_a_row_failed(error_dirs) -> None:
+    result = _bench_error(error_dirs, ["--hparam", "ft.lr=1e30", "--out", str(error_dirs[0] / "diverged")], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "failed: ft (class:3, seed 0): ft: the loss became" in " ".join(result.output.split())
+    report = _invoke(["report", str(error_dirs[0] / "diverged"), "--markdown"])
+    assert report.exit_code == 0 and "failed: ft (class:3, seed 0)" in report.output
+
+
+def test_bench_interrupted_says_how_to_resume(error_dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unlearnkit.cli as cli
+
+    def interrupted(config, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_bench", interrupted)
+    result = _bench_error(error_dirs, [], env=WIDE)
+    assert result.exit_code == 130
+    assert "interrupted; finished rows are in" in result.output and "rerun the same command to resume" in result.output
+
+
+def test_report_of_a_file_without_bench_keys_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"a": 1}\n')
+    _assert_user_error(_invoke(["report", str(path)], env=NARROW), str(path), "'method', 'seed', 'task'")
+
+
+def test_report_shows_the_std_convention_and_failed_rows(tmp_path: Path) -> None:
+    rows = [{"dataset": "digits", "model": "mlp", "task": "class:3", "method": "ft", "seed": s, "forget_acc": float(s)} for s in (0, 1)]
+    rows.append({"dataset": "digits", "model": "mlp", "task": "class:3", "method": "ga", "seed": 0, "error": "ga: the loss became nan"})
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = _invoke(["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0.50 ± 0.50" in text and "population std over seeds (ddof=0)" in text
+    assert "failed: ga (class:3, seed 0): ga: the loss became nan" in text
 
 
 def test_bench_cuda_without_gpu(error_dirs, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -83,6 +83,27 @@ def test_cache_reuses_the_trained_model(small_digits, class_3, tmp_path):
     assert len(list((tmp_path / "models").glob("*.safetensors"))) == 1  # the partial file was removed
 
 
+def test_a_damaged_cache_entry_is_retrained_and_replaced(small_digits, class_3, tmp_path):
+    splits = place(class_3, CPU)
+    job = TrainJob(small_digits, "mlp", class_3.retain_idx, class_3.train_labels, "fine", replace(TINY_RECIPE, epochs=2), seed=0)
+    first, _ = train_cached(job, splits.train, cache_dir=tmp_path)
+    (entry,) = (tmp_path / "models").glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:40])  # an interrupted copy of the cache
+    again, meta = train_cached(job, splits.train, cache_dir=tmp_path)
+    assert not meta["cached"] and torch.equal(flat(first), flat(again))  # same seed, same model
+    assert train_cached(job, splits.train, cache_dir=tmp_path)[1]["cached"]
+
+
+def test_an_unreadable_partial_checkpoint_starts_training_over(small_digits, class_3, tmp_path):
+    images, idx = place(class_3, CPU).train, class_3.retain_idx
+    recipe = replace(TINY_RECIPE, epochs=2)
+    partial = tmp_path / "run.partial.safetensors"
+    partial.write_bytes(b"garbage")
+    partial.with_suffix(".json").write_text('{"epoch": 1}')
+    stats = train(fresh_model(small_digits), images, idx, recipe, seed=2, augment=NO_AUGMENT, resume_path=partial)
+    assert stats.resumed_from_epoch == 0 and stats.epochs == 2
+
+
 def test_cache_key_depends_on_what_determines_the_model(small_digits, class_3):
     base = TrainJob(small_digits, "mlp", class_3.retain_idx, class_3.train_labels, "fine", TINY_RECIPE, seed=0)
     variants = [

@@ -3,17 +3,23 @@
 For every (request, seed) the original model (trained on all training data) and the oracle
 (trained on D_r with the same recipe and seed) come from the checkpoint cache, so a repeated
 benchmark trains neither again. Each finished (request, method, seed) row is appended to
-``results.jsonl`` at once; a rerun with the same output folder skips rows already there.
+``results.jsonl`` as soon as it is scored; a rerun with the same output folder skips rows already
+there. Every row records what produced it (the request key, the training recipe and the method's
+effective hyperparameters), so a rerun with other settings is refused instead of reprinting
+stale rows; a row with an ``error`` (a diverged method) is retried, and readers take the latest
+row per (dataset, model, task, method, seed).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,9 @@ class BenchConfig:
     hierarchy: dict[str, list[str]] | None = None  # {superclass: [fine class names]} for TARF tasks on a dataset without a built-in grouping
 
     def validate(self) -> None:
+        repeated = sorted({name for name in self.methods if self.methods.count(name) > 1})
+        if repeated:
+            raise ValueError(f"--methods names {', '.join(repeated)} more than once; list each method once")
         for name in self.methods:
             get_method(name)  # raises with the list of valid names
         for name, overrides in self.hparams.items():
@@ -64,6 +73,8 @@ class BenchConfig:
             make_params(get_method(name), overrides)  # a typo fails now, not after training
         if self.seeds < 1:
             raise ValueError(f"--seeds must be at least 1; got {self.seeds}")
+        if self.recipe is not None and self.recipe.epochs < 1:  # 0 epochs would cache an untrained "original"
+            raise ValueError(f"--epochs must be at least 1; got {self.recipe.epochs}")
         for name, size in (("--train-size", self.train_size), ("--test-size", self.test_size)):
             if size is not None and size < 1:
                 raise ValueError(f"{name} must be a positive number of samples; got {size}")
@@ -76,27 +87,107 @@ class BenchConfig:
         return attach_hierarchy(dataset, Hierarchy.from_groups(dataset.class_names, self.hierarchy, "bench config"))
 
 
+class SettingsChangedError(ValueError):
+    """``results.jsonl`` holds finished rows of this grid made with other settings."""
+
+
 def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return every row of ``config.out/results.jsonl`` (old and new)."""
+    """Run the grid and return the latest row per id of ``config.out/results.jsonl`` (old and new).
+
+    Raises:
+        SettingsChangedError: before any training, when a finished row of the grid was made with
+            another request, recipe or hyperparameters (rerunning would mix or reprint stale rows).
+    """
     config.validate()
     console = console or Console(quiet=True)
     device = resolve_device(config.device)
     dataset = config.load()
     recipe = config.recipe or default_recipe(config.dataset)
     results_path = Path(config.out) / "results.jsonl"
-    rows = read_results(results_path)
-    done = {_row_id(r) for r in rows}
+    rows = latest_rows(read_results(results_path))
     requests = [make_request(dataset, task, seed=0) for task in config.tasks]  # validate every task first
+    cells = [(_seeded(dataset, request, seed), seed) for request in requests for seed in range(config.seeds)]
+    plan = [(request, seed, _cell_settings(config, request, recipe)) for request, seed in cells]
+    done = _finished_ids(config, rows, plan, results_path)
+    if done:
+        todo = sum(len(settings) for _, _, settings in plan) - len(done)
+        console.print(f"{len(done)} finished rows in {results_path} reused; {todo} to run", markup=False)
     with _progress(console) as progress:
-        for request in requests:
-            for seed in range(config.seeds):
-                if seed > 0 and request.kind == "random":
-                    request = make_request(dataset, request.spec, seed=seed)
-                pending = [m for m in ("original", "retrain", *config.methods) if _id(config, request, m, seed) not in done]
-                if not pending:
-                    continue
+        for request, seed, settings in plan:
+            pending = [m for m in settings if _id(config, request, m, seed) not in done]
+            if pending:
                 rows.extend(_run_cell(config, dataset, request, seed, recipe, device, pending, progress, results_path))
-    return rows
+    return latest_rows(rows)
+
+
+def _seeded(dataset: Dataset, request: ForgetRequest, seed: int) -> ForgetRequest:
+    """A random request draws its own forget set per seed; class and TARF requests are fixed."""
+    return make_request(dataset, request.spec, seed=seed) if seed > 0 and request.kind == "random" else request
+
+
+def _cell_settings(config: BenchConfig, request: ForgetRequest, recipe: TrainRecipe) -> dict[str, dict[str, Any]]:
+    """``{method: the settings its row must record}`` for one cell, reference rows first."""
+    methods = ("original", "retrain", *config.methods)
+    return {m: {"request": request.key(), "recipe": _plain(asdict(recipe)), "hparams": effective_hparams(config, request, m)} for m in methods}
+
+
+def effective_hparams(config: BenchConfig, request: ForgetRequest, method: str) -> dict[str, Any]:
+    """The hyperparameters ``method`` runs with in this request: defaults, the request's derived
+    values, then the user's overrides (``{}`` for the original and oracle rows)."""
+    if method in ("original", "retrain"):
+        return {}
+    method_cls = get_method(method)
+    overrides = method_cls.request_overrides(config.hparams.get(method, {}), request)
+    return _plain(asdict(make_params(method_cls, overrides)))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from results.jsonl (tuples become lists, NaN null), for comparison."""
+    return json.loads(json.dumps(_finite(value), default=_jsonable))
+
+
+def _finished_ids(config: BenchConfig, rows: list[dict[str, Any]], plan: list[tuple], results_path: Path) -> set[tuple]:
+    """Ids of the planned rows already finished with the same settings.
+
+    Raises SettingsChangedError naming every difference when a finished row was made otherwise.
+    Rows with an ``error`` are not finished (a rerun retries them), whatever their settings.
+    """
+    finished = {_row_id(r): r for r in rows if "error" not in r}
+    done, changes = set(), []
+    for request, seed, settings in plan:
+        for method, wanted in settings.items():
+            row_id = _id(config, request, method, seed)
+            if row_id not in finished:
+                continue
+            differences = _differences(finished[row_id], wanted, method)
+            if differences:
+                changes.extend(differences)
+            else:
+                done.add(row_id)
+    if changes:
+        shown = list(dict.fromkeys(changes))  # the same change repeats for every seed and task
+        more = f" (and {len(shown) - 6} more)" if len(shown) > 6 else ""
+        raise SettingsChangedError(
+            f"{results_path} holds finished rows of this grid made with other settings: {'; '.join(shown[:6])}{more}. "
+            f"Use a new --out for these settings (or delete {results_path} to replace its rows)"
+        )
+    return done
+
+
+def _differences(row: dict[str, Any], wanted: dict[str, Any], method: str) -> list[str]:
+    """What differs between the settings recorded in ``row`` and ``wanted``, e.g. ``"ga: lr 0.001 -> 0.01"``."""
+    if "recipe" not in row:
+        return [f"{method}: its row predates settings tracking (no recipe recorded), so it cannot be matched"]
+    found = []
+    if row.get("request") != wanted["request"]:
+        found.append(f"{row['task']}: request {row.get('request')} -> {wanted['request']} (another forget set or --train-size/--test-size)")
+    found += [f"recipe: {d}" for d in _changed(row["recipe"], wanted["recipe"])]
+    found += [f"{method}: {d}" for d in _changed(row.get("hparams") or {}, wanted["hparams"])]
+    return found
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{key} {old.get(key)} -> {new.get(key)}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
 
 
 def _run_cell(
@@ -113,7 +204,9 @@ def _run_cell(
     """Run the pending methods of one (request, seed) cell, appending each row to ``results_path``.
 
     The forward passes run here, on the device; the metrics (the MIA's SVC fits dominate) are
-    scored in worker threads, so they overlap the next method's GPU work and each other.
+    scored in worker threads, so they overlap the next method's GPU work and each other. A row is
+    written as soon as its scores (and the oracle's, for the Gap) are in, so a killed run keeps
+    every row finished before it.
     """
     splits = place(request, device)
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
@@ -128,8 +221,8 @@ def _run_cell(
         "device": device.type,
         "n_train": len(dataset.train),
         "n_test": len(dataset.test),
+        "recipe": _plain(asdict(recipe)),
     }
-    rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
         cell = _Cell(config, request, seed, recipe, splits, pool, progress)
         if config.audit is not None:
@@ -142,27 +235,72 @@ def _run_cell(
             "original": (original, original_meta),
             "retrain": (oracle, oracle_meta),
         }
-        scored: list[tuple[str, Future | None, float, dict[str, Any]]] = []
+        writer = _RowWriter(results_path, base, oracle_scores)
         try:
             for method in pending:
                 if method in references:
                     model, meta = references[method]
                     future, audited = (oracle_scores, oracle_audit) if method == "retrain" else cell.submit(model, method)
-                    scored.append((method, future, meta["time_s"], {"hparams": {}, "cached": meta["cached"]} | audited))
+                    writer.add(method, future, meta["time_s"], {"hparams": {}, "cached": meta["cached"]} | audited)
                 else:
-                    scored.append((method, *cell.unlearn(original, method)))
+                    writer.add(method, *cell.unlearn(original, method))
         finally:  # a crash in one method keeps every row finished before it
-            oracle_metrics = oracle_scores.result()
-            for method, future, time_s, extra in scored:
-                metrics = future.result() if future is not None else {}
-                gap = gap_to_oracle(metrics, oracle_metrics) if metrics else None
-                tarf = tarf_gaps(metrics, oracle_metrics) if metrics and "ua_given" in metrics else {}  # gap_given, gap_target
-                row = base | {"method": method} | metrics | {"gap": gap} | tarf | {"time_s": time_s} | extra
-                append_result(results_path, row)
-                rows.append(row)
+            writer.write_all()
             if cell.auditor is not None and cell.auditor.gallery:
                 _save_gallery(cell.auditor, Path(config.out) / "audit" / f"{_request_name(request)}-seed{seed}.png")
-    return rows
+    return writer.rows
+
+
+@dataclass
+class _RowWriter:
+    """The rows of one cell, each appended to ``results_path`` the moment its scores (and the
+    oracle's, for the Gap) are in: scoring runs in the pool, so rows are written from its threads."""
+
+    results_path: Path
+    base: dict[str, Any]
+    oracle_scores: Future
+    waiting: list[tuple[str, Future | None, float, dict[str, Any]]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, method: str, future: Future | None, time_s: float, extra: dict[str, Any]) -> None:
+        with self.lock:
+            self.waiting.append((method, future, time_s, extra))
+        for pending in (future, self.oracle_scores):
+            if pending is not None:  # runs at once if already done
+                pending.add_done_callback(lambda _: self.write_ready())
+
+    def write_ready(self) -> None:
+        """Append every row whose scoring has finished; a failed scoring is left for :meth:`write_all`."""
+        if not _succeeded(self.oracle_scores):
+            return
+        with self.lock:
+            ready = [entry for entry in self.waiting if entry[1] is None or _succeeded(entry[1])]
+            self.waiting = [entry for entry in self.waiting if not any(entry is r for r in ready)]  # identity: rows hold floats and dicts
+            for entry in ready:
+                self._append(*entry)
+
+    def write_all(self) -> None:
+        """Wait for every scoring, then append the remaining rows (raises a scoring's exception)."""
+        wait([self.oracle_scores, *(entry[1] for entry in self.waiting if entry[1] is not None)])
+        self.write_ready()
+        with self.lock:
+            waiting, self.waiting = self.waiting, []
+            for entry in waiting:
+                self._append(*entry)
+
+    def _append(self, method: str, future: Future | None, time_s: float, extra: dict[str, Any]) -> None:
+        oracle_metrics = self.oracle_scores.result()
+        metrics = future.result() if future is not None else {}
+        gap = gap_to_oracle(metrics, oracle_metrics) if metrics else None
+        tarf = tarf_gaps(metrics, oracle_metrics) if metrics and "ua_given" in metrics else {}  # gap_given, gap_target
+        row = self.base | {"method": method} | metrics | {"gap": gap} | tarf | {"time_s": time_s} | extra
+        append_result(self.results_path, row)
+        self.rows.append(row)
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _save_gallery(auditor: Auditor, path: Path) -> None:
@@ -196,26 +334,34 @@ class _Cell:
     def submit(self, model: torch.nn.Module, name: str) -> tuple[Future, dict[str, Any]]:
         """Score ``model`` in the pool; save and audit it here (the audits use the device)."""
         if self.models_dir is not None:
-            meta = {"model_spec": self.model_spec, "method": name, "task": self.request.spec, "seed": self.seed}
-            save_checkpoint(model, self.models_dir / f"{name}.safetensors", meta)
+            save_checkpoint(model, self.models_dir / f"{name}.safetensors", self._provenance(name))
+        outputs = compute_outputs(model, self.request, self.splits)  # refuses NaN/inf outputs before any audit
         audited = self.auditor.audit(model, name) if self.auditor is not None else {}
         metrics = (*DEFAULT_METRICS, "tarf") if self.request.kind in TARF_TASKS else DEFAULT_METRICS  # spec 5.6 keys on TARF tasks
-        return self.pool.submit(score, compute_outputs(model, self.request, self.splits), self.request, metrics), audited
+        return self.pool.submit(score, outputs, self.request, metrics), audited
+
+    def _provenance(self, name: str) -> dict[str, Any]:
+        """A saved model's sidecar: how to rebuild it and what it was made on, which
+        ``unlearnkit audit`` checks before auditing it."""
+        dataset = self.request.dataset
+        return {"model_spec": self.model_spec, "method": name, "task": self.request.spec, "seed": self.seed,
+                "dataset": dataset.name, "data_fingerprint": dataset.fingerprint(), "request": self.request.key()}
 
     def unlearn(self, original: torch.nn.Module, method: str) -> tuple[Future | None, float, dict[str, Any]]:
         method_cls = get_method(method)
         overrides = method_cls.request_overrides(self.config.hparams.get(method, {}), self.request)
         reason = method_cls.inapplicable(self.request.forget_classes)
+        hparams = effective_hparams(self.config, self.request, method)  # recorded so a rerun can match the row
         if reason:  # e.g. a class-wise-only method in a random-sample cell of --methods all
-            return None, float("nan"), {"hparams": overrides, "skipped": reason}
+            return None, float("nan"), {"hparams": hparams, "skipped": reason}
         task = self.progress.add_task(f"{method} (seed {self.seed})", total=None)
         try:
             model, record = unlearn(original, self.request, method, seed=self.seed, device=self.splits.train.device, recipe=self.recipe, splits=self.splits, **overrides)
-        except NonFiniteLossError as err:  # a diverging method is a result, not a crash of the grid
-            return None, float("nan"), {"hparams": overrides, "error": str(err)}
+            future, audited = self.submit(model, method)
+        except NonFiniteLossError as err:  # a diverging method (NaN loss or NaN outputs) is a result, not a crash of the grid
+            return None, float("nan"), {"hparams": hparams, "error": str(err)}
         finally:
             self.progress.remove_task(task)
-        future, audited = self.submit(model, method)
         return future, record.time_s, {"hparams": record.hparams, "steps": record.steps, "access": record.access} | audited
 
 
@@ -239,7 +385,14 @@ def _id(config: BenchConfig, request: ForgetRequest, method: str, seed: int) -> 
 
 
 def _row_id(row: dict[str, Any]) -> tuple:
-    return (row["dataset"], row["model"], row["task"], row["method"], row["seed"])
+    return (row.get("dataset"), row.get("model"), row["task"], row["method"], row.get("seed"))
+
+
+def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last row per (dataset, model, task, method, seed), in first-seen order: a retried
+    row (after an ``error``) supersedes the earlier one."""
+    latest = {_row_id(row): row for row in rows}
+    return list(latest.values())
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

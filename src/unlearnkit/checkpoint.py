@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -17,7 +18,10 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -98,7 +102,24 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     side = sidecar_path(Path(path).with_suffix(".safetensors"))
     if not side.exists():
         raise CheckpointError(f"checkpoint sidecar {side} is missing (an interrupted save?); re-create the checkpoint")
-    return json.loads(side.read_text())
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"checkpoint sidecar {side} is not valid JSON ({err}); re-create the checkpoint") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint sidecar {side} holds a {type(meta).__name__}, not a JSON object; re-create the checkpoint")
+    return meta
+
+
+def read_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated or foreign file is a :class:`CheckpointError`."""
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint ({err}); it may be truncated by an interrupted copy "
+            "or not a checkpoint at all: re-create it"
+        ) from err
 
 
 def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
@@ -107,7 +128,7 @@ def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     meta = read_sidecar(path)
-    state = load_file(str(path))
+    state = read_tensors(path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -141,8 +162,11 @@ def cached_fit(model: nn.Module, fit: Callable[[nn.Module], None], key: dict[str
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{key.get('kind', 'model')}-{digest}.safetensors"
     if path.exists() and sidecar_path(path).exists():
-        load_state(model, path)
-        return model.eval()
+        try:
+            load_state(model, path)
+            return model.eval()
+        except CheckpointError as err:  # a damaged cache entry is refitted, not fatal
+            log.warning("refitting %s: %s", path.name, err)
     fit(model)
     save_tensors(path, dict(model.state_dict()), {"key": key})
     return model.eval()

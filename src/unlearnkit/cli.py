@@ -20,7 +20,15 @@ from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
 from unlearnkit.metrics import METRICS
 from unlearnkit.models import MODELS, ModelError
-from unlearnkit.report import AUDIT_COLUMNS, COLUMNS, markdown_table, residual_markdown, results_table
+from unlearnkit.report import (
+    AUDIT_COLUMNS,
+    COLUMNS,
+    check_rows,
+    error_notes,
+    markdown_table,
+    residual_markdown,
+    results_table,
+)
 from unlearnkit.tasks import REQUEST_KINDS, RequestError
 from unlearnkit.train import NonFiniteLossError, default_recipe
 
@@ -57,17 +65,48 @@ def _parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
 def _method_list(methods: str) -> list[str]:
     """``"ft,ga"`` -> ``["ft", "ga"]``; ``"all"`` -> every registered method (retrain is always the reference row)."""
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise MethodError(f"--methods {methods!r} names no method; give e.g. ft,ga or 'all'")
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:  # a repeated method would run twice and write duplicate rows
+        raise MethodError(f"--methods names {', '.join(repeated)} more than once; list each method once")
     if names == ["all"]:
         names = sorted(METHODS)
     return [m for m in names if m not in ("original", "retrain")]
 
 
+def _writable_dir(path: Path, option: str) -> None:
+    """Create ``path``; an OSError (a file in the way, no permission) becomes a user error naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{option} {path} cannot be used as a folder: {err.strerror or err}; give another path") from err
+
+
 def _run_and_print(config: BenchConfig) -> None:
-    config.out.mkdir(parents=True, exist_ok=True)
+    _writable_dir(Path(config.out), "--out")
+    if config.cache_dir is not None:
+        _writable_dir(Path(config.cache_dir), "--cache-dir")
     (config.out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
-    rows = run_bench(config, console)
+    try:
+        rows = run_bench(config, console)
+    except KeyboardInterrupt:  # rows are appended as they finish, so nothing done is lost
+        console.print(f"interrupted; finished rows are in {config.out / 'results.jsonl'}, rerun the same command to resume", markup=False)
+        raise typer.Exit(code=130) from None
     console.print(results_table(rows, title=f"{config.dataset} / {config.model}"))
+    _print_error_notes(rows)
     console.print(f"results: {config.out / 'results.jsonl'}")
+
+
+def _print_error_notes(rows: list[dict[str, Any]]) -> None:
+    """A failed row shows as dashes in the table; say why under it."""
+    for note in error_notes(rows):
+        console.print(f"failed: {note}", markup=False, soft_wrap=True)
+
+
+def _os_error(err: OSError) -> ValueError:
+    """A file-system error met while running (e.g. disk full), as one line naming the path."""
+    return ValueError(f"{err.filename or 'a file'}: {err.strerror or err}")
 
 
 @app.command()
@@ -88,6 +127,8 @@ def demo(
         _run_and_print(config)
     except USER_ERRORS as err:
         _fail(err)
+    except OSError as err:
+        _fail(_os_error(err))
 
 
 @app.command()
@@ -140,6 +181,8 @@ def bench(
         _run_and_print(config)
     except USER_ERRORS as err:
         _fail(err)
+    except OSError as err:
+        _fail(_os_error(err))
 
 
 def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
@@ -171,6 +214,8 @@ def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
         run_suite(config, console)
     except USER_ERRORS as err:
         _fail(err)
+    except OSError as err:
+        _fail(_os_error(err))
 
 
 @app.command()
@@ -182,16 +227,25 @@ def report(
 ) -> None:
     """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
     path = results / "results.jsonl" if results.is_dir() else results
-    rows = read_results(path)
+    try:
+        rows = read_results(path)
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(ValueError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}"))
     if not rows:
         _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
+    try:
+        check_rows(rows, str(path))
+    except ValueError as err:
+        _fail(err)
     columns = AUDIT_COLUMNS if audit else COLUMNS
     if audit and residuals:
         print(residual_markdown(rows))
     elif markdown:
-        print(markdown_table(rows, columns))
+        notes = "\n".join(f"failed: {note}" for note in error_notes(rows))
+        print(markdown_table(rows, columns) + (f"\n\n{notes}" if notes else ""))
     else:
         console.print(results_table(rows, title=str(path), columns=columns))
+        _print_error_notes(rows)
 
 
 @app.command()

@@ -1,4 +1,9 @@
-"""Results tables: mean and standard deviation over seeds, the oracle as reference row."""
+"""Results tables: mean and standard deviation over seeds, the oracle as reference row.
+
+The ± in every table is the population standard deviation over seeds (``ddof=0``). Rows are
+grouped by (dataset, model, task, method); a file's later row for the same seed supersedes an
+earlier one (a retried method that had failed).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from unlearnkit.audit import AUDIT_METRICS, residual
+from unlearnkit.audit import AUDIT_METRICS, metric_residual
+from unlearnkit.bench import latest_rows
 
 COLUMNS = (
     ("forget_acc", "Forget acc"),
@@ -35,28 +41,63 @@ AUDIT_COLUMNS = (  # bench --audit; the full set of keys is unlearnkit.audit.AUD
 )
 
 
+REQUIRED_KEYS = ("task", "method", "seed")  # what every row of `unlearnkit bench` has and the tables need
+STD_NOTE = "± = population std over seeds (ddof=0)"
+
+
+def check_rows(rows: list[Any], source: str) -> None:
+    """Raise ValueError naming ``source`` and the missing keys when ``rows`` are not bench results."""
+    missing = sorted({key for row in rows for key in REQUIRED_KEYS if not isinstance(row, dict) or key not in row})
+    if missing:
+        raise ValueError(
+            f"{source} is not a bench results file: rows lack the key(s) {', '.join(map(repr, missing))} "
+            f"(every row needs {', '.join(REQUIRED_KEYS)}); give the results.jsonl written by `unlearnkit bench --out DIR`"
+        )
+
+
+def summarise_settings(
+    rows: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
+) -> dict[tuple[str, str, str, str], dict[str, tuple[float, float, int]]]:
+    """``{(dataset, model, task, method): {metric: (mean, std, n)}}`` over seeds, the std with
+    ``ddof=0`` (population); the latest row per seed counts, reference rows come first."""
+    grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in latest_rows(list(rows)):
+        if "skipped" not in row:  # a method that does not apply to this task has no entry
+            grouped[(row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])].append(row)
+    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3]), k[3]))
+    return {key: _statistics(grouped[key], columns) for key in order}
+
+
 def summarise(
     rows: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
 ) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
-    """``{(task, method): {metric: (mean, std, n)}}`` over seeds; reference rows come first."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if "skipped" not in row:  # a method that does not apply to this task has no entry
-            grouped[(row["task"], row["method"])].append(row)
-    order = sorted(grouped, key=lambda k: (k[0], _method_rank(k[1]), k[1]))
-    summary = {}
-    for key in order:
-        values = {}
-        for metric, _ in columns:
-            series = np.array([r[metric] for r in grouped[key] if r.get(metric) is not None], dtype=float)
-            values[metric] = (float(series.mean()), float(series.std(ddof=0)), len(series)) if len(series) else (float("nan"), 0.0, 0)
-        summary[key] = values
-    return summary
+    """``{(task, method): {metric: (mean, std, n)}}`` for rows of one dataset and model (see
+    :func:`summarise_settings`). Raises ValueError when the rows mix several, rather than
+    averaging different models together."""
+    summary = summarise_settings(rows, columns)
+    settings = sorted({key[:2] for key in summary})
+    if len(settings) > 1:
+        raise ValueError(f"the results mix {len(settings)} dataset/model settings {settings}; summarise each on its own (or use summarise_settings)")
+    return {(task, method): values for (_, _, task, method), values in summary.items()}
+
+
+def _statistics(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> dict[str, tuple[float, float, int]]:
+    values = {}
+    for metric, _ in columns:
+        series = np.array([r[metric] for r in rows if r.get(metric) is not None], dtype=float)
+        values[metric] = (float(series.mean()), float(series.std(ddof=0)), len(series)) if len(series) else (float("nan"), 0.0, 0)
+    return values
+
+
+def error_notes(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per row that failed (e.g. a diverged method), with its reason; superseded rows are left out."""
+    return [f"{r['method']} ({r['task']}, seed {r.get('seed')}): {r['error']}" for r in latest_rows(list(rows)) if r.get("error")]
 
 
 AUDIT_CAPTION = (
     "MIA: % of D_f called member (lower = more forgetting); CKA_f(o): forget features vs the original's; "
-    "FM / Probe: recovered accuracy %; PSNR/SSIM: gradient inversion of D_f. Judge each against the oracle row."
+    "FM / Probe: recovered accuracy %; PSNR/SSIM: gradient inversion of D_f. Judge each against the oracle row; "
+    + STD_NOTE
 )
 
 
@@ -71,46 +112,63 @@ def _cell(mean: float, std: float, n: int, digits: int = 2) -> str:
 
 
 def results_table(rows: list[dict[str, Any]], title: str = "Results", columns: tuple[tuple[str, str], ...] = COLUMNS) -> Table:
-    """A rich table: one row per (task, method), the oracle (``retrain``) as reference."""
-    caption = "accuracies and MIA in %, Gap = mean |Δ| to retrain over UA, RA, TA, MIA" if columns == COLUMNS else AUDIT_CAPTION
-    table = Table(title=title, caption=caption)
-    table.add_column("Task", no_wrap=True)
-    table.add_column("Method", no_wrap=True)
+    """A rich table: one row per (task, method), the oracle (``retrain``) as reference; Dataset and
+    Model columns lead when the rows hold more than one. ± is the population std over seeds (ddof=0)."""
+    main = f"accuracies and MIA in %, Gap = mean |Δ| to retrain over UA, RA, TA, MIA; {STD_NOTE}"
+    table = Table(title=title, caption=main if columns == COLUMNS else AUDIT_CAPTION)
+    summary = summarise_settings(rows, columns)
+    several = _several_settings(summary)
+    for header in ("Dataset", "Model", "Task", "Method") if several else ("Task", "Method"):
+        table.add_column(header, no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right", no_wrap=True)
-    for (task, method), values in summarise(rows, columns).items():
+    for (dataset, model, task, method), values in summary.items():
         label = {"retrain": "retrain (oracle)", "original": "original"}.get(method, method)
         style = "bold" if method == "retrain" else ("dim" if method == "original" else None)
-        table.add_row(task, label, *(_cell(*values[m]) for m, _ in columns), style=style)
+        lead = (dataset, model, task) if several else (task,)
+        table.add_row(*lead, label, *(_cell(*values[m]) for m, _ in columns), style=style)
     return table
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
-    """The same table as Markdown (for benchmarks/RESULTS.md)."""
-    header = "| Task | Method | " + " | ".join(h for _, h in columns) + " |"
-    lines = [header, "|" + "---|" * (len(columns) + 2)]
-    for (task, method), values in summarise(rows, columns).items():
+    """The same table as Markdown (for benchmarks/RESULTS.md); ± is the population std over seeds (ddof=0)."""
+    summary = summarise_settings(rows, columns)
+    lead = ("Dataset", "Model", "Task") if _several_settings(summary) else ("Task",)
+    header = "| " + " | ".join(lead) + " | Method | " + " | ".join(h for _, h in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + len(lead) + 1)]
+    for (dataset, model, task, method), values in summary.items():
         label = "**retrain (oracle)**" if method == "retrain" else method
-        lines.append(f"| {task} | {label} | " + " | ".join(_cell(*values[m]) for m, _ in columns) + " |")
+        cells = (dataset, model, task)[-len(lead):]
+        lines.append("| " + " | ".join(cells) + f" | {label} | " + " | ".join(_cell(*values[m]) for m, _ in columns) + " |")
     return "\n".join(lines)
+
+
+def _several_settings(summary: dict[tuple[str, str, str, str], Any]) -> bool:
+    return len({key[:2] for key in summary}) > 1
 
 
 def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
     """``{(task, method): {audit metric: mean residual over seeds}}`` for the forgetting audits of a
     ``bench --audit`` run: 0 = where that seed's oracle is, 1 = where its original is (NaN when
     the two references are closer than the metric's resolution)."""
-    refs = {(r["task"], r["seed"], r["method"]): r for r in rows if r["method"] in ("original", "retrain")}
+    rows = latest_rows(rows)
+    refs = {(*_cell_of(r), r["method"]): r for r in rows if r["method"] in ("original", "retrain")}
     keys = [k for k, info in AUDIT_METRICS.items() if info.forgetting]
     grouped: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        original, oracle = refs.get((row["task"], row["seed"], "original")), refs.get((row["task"], row["seed"], "retrain"))
+        original, oracle = refs.get((*_cell_of(row), "original")), refs.get((*_cell_of(row), "retrain"))
         if "skipped" in row or row["method"] in ("original", "retrain") or not original or not oracle:
             continue
         for key in keys:
             values = (row.get(key), original.get(key), oracle.get(key))
             if None not in values:
-                grouped[(row["task"], row["method"])][key].append(residual(*values, min_spread=AUDIT_METRICS[key].resolution))
+                grouped[(row["task"], row["method"])][key].append(metric_residual(key, *values))
     return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in d.items()} for k, d in sorted(grouped.items())}
+
+
+def _cell_of(row: dict[str, Any]) -> tuple:
+    """The grid cell of a row: its references are the original and oracle of the same cell."""
+    return (row.get("dataset"), row.get("model"), row["task"], row["seed"])
 
 
 def residual_markdown(rows: list[dict[str, Any]], shallow: float = 0.5) -> str:

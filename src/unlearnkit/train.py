@@ -22,10 +22,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from unlearnkit.checkpoint import load_state, read_sidecar, save_tensors
-from unlearnkit.data import Augment, Dataset, DeviceImages, dataset_info
+from unlearnkit.checkpoint import CheckpointError, load_state, read_sidecar, read_tensors, save_tensors
+from unlearnkit.data import Augment, Dataset, DeviceImages, available_datasets, dataset_info
 from unlearnkit.inference import accuracy
 from unlearnkit.models import build_model
 from unlearnkit.runtime import autocast, cpu_generator, to_device
@@ -43,7 +42,9 @@ class NonFiniteLossError(FloatingPointError):
 class TrainRecipe:
     """How the original model and the oracle are trained (identical for both, by construction).
 
-    ``crop_pad``/``flip`` of None take the dataset's registered augmentation. The learning rate
+    ``crop_pad``/``flip`` of None take the dataset's registered augmentation; a dataset that is
+    not registered (an in-memory ``Dataset`` of one's own arrays) gets none (crop_pad 0, no flip)
+    unless the recipe sets them, since nothing says which augmentation suits it. The learning rate
     rises linearly from ``lr * start_lr_frac`` to ``lr`` over ``warmup_frac`` of the steps, then
     falls linearly to ``lr * final_lr_frac``. ``decay_norm_and_bias=False`` exempts normalisation
     weights and biases (1-D parameters) from weight decay.
@@ -66,10 +67,12 @@ class TrainRecipe:
     compile: bool = False
 
     def augment_for(self, dataset_name: str) -> Augment:
-        info = dataset_info(dataset_name)
+        """The training augmentation: the recipe's settings, else the registered dataset's, else none."""
+        registered = dataset_name in available_datasets()
+        info = dataset_info(dataset_name) if registered else None
         return Augment(
-            crop_pad=info.crop_pad if self.crop_pad is None else self.crop_pad,
-            flip=info.flip if self.flip is None else self.flip,
+            crop_pad=self.crop_pad if self.crop_pad is not None else (info.crop_pad if info else 0),
+            flip=self.flip if self.flip is not None else (info.flip if info else False),
         )
 
 
@@ -214,8 +217,12 @@ def _save_partial(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     if not (path.exists() and path.with_suffix(".json").exists()):
         return 0
-    epoch = int(read_sidecar(path)["epoch"])
-    state = load_file(str(path), device=str(next(model.parameters()).device))
+    try:
+        epoch = int(read_sidecar(path)["epoch"])
+        state = read_tensors(path, device=str(next(model.parameters()).device))
+    except (CheckpointError, KeyError, TypeError, ValueError) as err:  # a damaged partial save costs its epochs, not the run
+        log.warning("starting %s over: its partial checkpoint is unreadable (%s)", path.name, err)
+        return 0
     model.load_state_dict({k[len("model/") :]: v for k, v in state.items() if k.startswith("model/")})
     for i, group in enumerate(optimizer.param_groups):
         for j, param in enumerate(group["params"]):
@@ -265,6 +272,11 @@ class TrainJob:
         }
 
 
+def _initial_model(spec: dict[str, Any], seed: int) -> nn.Module:
+    torch.manual_seed(seed)  # the initialisation is part of what the seed determines
+    return build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
+
+
 def train_cached(
     job: TrainJob,
     images: DeviceImages,
@@ -280,14 +292,18 @@ def train_cached(
     cached model reports the same figures as a fresh one.
     """
     spec = job.model_spec()
-    torch.manual_seed(job.seed)  # the initialisation is part of what the seed determines
-    model = build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
+    model = _initial_model(spec, job.seed)
     key = job.key()
     path = cache_dir / "models" / f"{key}.safetensors"
     if path.exists() and path.with_suffix(".json").exists():
-        meta = load_state(model, path)
-        log.info("loaded cached model %s", path)
-        return to_device(model, images.device), meta | {"cached": True}
+        try:
+            meta = load_state(model, path)
+        except CheckpointError as err:  # a damaged cache entry is retrained and replaced, not fatal
+            log.warning("retraining %s: %s", path.name, err)
+            model = _initial_model(spec, job.seed)  # load_state may have filled part of it
+        else:
+            log.info("loaded cached model %s", path)
+            return to_device(model, images.device), meta | {"cached": True}
     model = to_device(model, images.device)
     stats = train(
         model,

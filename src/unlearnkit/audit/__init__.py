@@ -6,7 +6,7 @@ building blocks (:mod:`membership`, :mod:`representation`, :mod:`recovery`,
 :mod:`reconstruction`) can be used on their own.
 """
 
-from unlearnkit.audit.auditor import AUDIT_METRICS, FAMILIES, AuditConfig, Auditor, residual
+from unlearnkit.audit.auditor import AUDIT_METRICS, FAMILIES, AuditConfig, Auditor, metric_residual, residual
 from unlearnkit.audit.recovery import AuditError
 from unlearnkit.audit.report import markdown_report, run_audit
 
@@ -17,6 +17,7 @@ __all__ = [
     "AuditError",
     "Auditor",
     "markdown_report",
+    "metric_residual",
     "residual",
     "run_audit",
 ]

@@ -52,6 +52,11 @@ class MetricInfo:
     forgetting: bool = True  # measures what is left of D_f (False: retained utility or a combined score)
     resolution: float = 2.0  # references closer than this cannot be told apart [I]: 2 points for percentages
 
+    @property
+    def higher_forgets(self) -> bool | None:
+        """True when a higher reading means more forgetting, False when lower does, None when neither."""
+        return {_HIGHER: True, _LOWER: False}.get(self.direction)
+
 
 _HIGHER = "higher = more forgetting"
 _LOWER = "lower = more forgetting"
@@ -105,6 +110,8 @@ class AuditConfig:
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise AuditError(f"unknown audit families {sorted(unknown)}; choose from {list(FAMILIES)}")
+        if not self.families:
+            raise AuditError(f"no audit family is left to run; skip fewer of {list(FAMILIES)}")
         for name in ("feature_samples", "probe_epochs", "reconstruction_steps"):
             if getattr(self, name) < 1:
                 raise AuditError(f"{name} must be at least 1; got {getattr(self, name)}")
@@ -242,14 +249,24 @@ class Auditor:
         return _View(train_logits.cpu(), train_features.cpu(), test_logits.cpu(), test_features.cpu())
 
 
-def residual(value: float, original: float, oracle: float, min_spread: float = 1e-9) -> float:
+def residual(value: float, original: float, oracle: float, min_spread: float = 1e-9, higher_forgets: bool | None = None) -> float:
     """Where ``value`` lies between the oracle (0) and the original (1): the share of the
     original's signal an attack still finds. NaN when the two references (nearly) agree, since
-    the attack then cannot tell forgotten from not forgotten at all."""
+    the attack then cannot tell forgotten from not forgotten at all, and, when the reading
+    direction is given, when the oracle reads as *less* forgotten than the original: the
+    references then contradict the attack's direction and a share would point the wrong way."""
     spread = original - oracle
     if not all(map(math.isfinite, (value, original, oracle))) or abs(spread) <= min_spread:
         return float("nan")
+    if higher_forgets is not None and (spread > 0) == higher_forgets:
+        return float("nan")
     return (value - oracle) / spread
+
+
+def metric_residual(key: str, value: float, original: float, oracle: float) -> float:
+    """:func:`residual` of the audit metric ``key`` with its resolution and reading direction."""
+    info = AUDIT_METRICS[key]
+    return residual(value, original, oracle, min_spread=info.resolution, higher_forgets=info.higher_forgets)
 
 
 def _draw(indices: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

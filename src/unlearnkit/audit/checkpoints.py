@@ -10,9 +10,9 @@ from rich.console import Console
 from unlearnkit.audit.auditor import AuditConfig
 from unlearnkit.audit.report import run_audit
 from unlearnkit.checkpoint import CheckpointError, load_model
-from unlearnkit.data import load_dataset
+from unlearnkit.data import Dataset, load_dataset
 from unlearnkit.runtime import resolve_device
-from unlearnkit.tasks import make_request, place
+from unlearnkit.tasks import ForgetRequest, make_request, place
 
 
 def audit_checkpoints(
@@ -39,11 +39,32 @@ def audit_checkpoints(
     for name, path in checkpoints.items():
         if not Path(path).with_suffix(".safetensors").exists():
             raise CheckpointError(f"--{name} {path}: no such checkpoint (expected a .safetensors file with a .json sidecar)")
-    models = {name: load_model(path, target)[0] for name, path in checkpoints.items()}
+    loaded = {name: load_model(path, target) for name, path in checkpoints.items()}
+    models = {name: model for name, (model, _) in loaded.items()}
     data = load_dataset(dataset, data_root).subset(train_size, test_size, seed=0)
     request = make_request(data, task, seed=request_seed)
+    for name, (_, meta) in loaded.items():
+        check_provenance(f"--{name} {checkpoints[name]}", meta, data, request)
     if console is not None:
         console.print(f"auditing {', '.join(models)} on {request.summary()}")
     context = {"checkpoints": {k: str(v) for k, v in checkpoints.items()}, "dataset": dataset, "task": task,
                "request_seed": request_seed, "train_size": train_size, "test_size": test_size}
     return run_audit(request, place(request, target), models, Path(out), config, context)
+
+
+def check_provenance(what: str, meta: dict[str, Any], data: Dataset, request: ForgetRequest) -> None:
+    """Refuse a checkpoint whose sidecar says it was made on other data or for another request:
+    forget-set indices only mean the same samples on the same data, so such an audit would
+    silently measure the wrong thing. Sidecars that do not record a field are not checked on it."""
+    recorded = {
+        "dataset": (meta.get("dataset"), data.name, "--dataset"),
+        "data_fingerprint": (meta.get("data_fingerprint"), data.fingerprint(), "--train-size/--test-size or --data-root"),
+        "task": (meta.get("task"), request.spec, "--task"),
+        "request": (meta.get("request"), request.key(), "--task, --request-seed or the subset sizes"),
+    }
+    for field, (saved, current, option) in recorded.items():
+        if saved is not None and saved != current:
+            raise CheckpointError(
+                f"{what} was made with {field} {saved!r}, but this audit uses {current!r}; "
+                f"give the {option} the model was made with"
+            )

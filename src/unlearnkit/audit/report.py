@@ -14,7 +14,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from unlearnkit.audit.auditor import AUDIT_METRICS, AuditConfig, Auditor, residual
+from unlearnkit.audit.auditor import AUDIT_METRICS, AuditConfig, Auditor, metric_residual
 from unlearnkit.audit.reconstruction import save_image_grid
 from unlearnkit.audit.recovery import AuditError
 from unlearnkit.checkpoint import atomic_write_bytes, atomic_write_json
@@ -71,7 +71,10 @@ def markdown_report(document: dict[str, Any], grid_name: str | None = None) -> s
         "the unlearned model lies between them (0 = oracle, 1 = original); above",
         f"{SHALLOW_RESIDUAL} the attack still finds most of the original's signal (**shallow**). Where the",
         "references differ by less than the metric's resolution (2 points for percentages, 0.02 for",
-        "CKA and SSIM, 0.5 dB for PSNR) the attack cannot tell them apart and no residual is given.",
+        "CKA and SSIM, 0.5 dB for PSNR) the attack cannot tell them apart and no residual is given;",
+        "nor is one given where the oracle reads as less forgotten than the original (the references",
+        "contradict the attack's reading direction). Gradient-inversion scores rest on a few inverted",
+        "samples (reconstruction_samples) and vary between runs: read them as a trend, not a verdict.",
         "",
     ]
     lines += _table(models, names)
@@ -91,18 +94,18 @@ def _table(models: dict[str, dict[str, float]], names: list[str]) -> list[str]:
             continue
         row = f"| {info.family} | {info.label} | " + " | ".join(_fmt(v) for v in values)
         if with_residual:
-            row += " | " + (_residual_cell(models, key, info.resolution) if info.forgetting else "-")
+            row += " | " + (_residual_cell(models, key) if info.forgetting else "-")
         lines.append(row + f" | {info.direction} |")
     return lines
 
 
-def _residual_cell(models: dict[str, dict[str, float]], key: str, resolution: float) -> str:
+def _residual_cell(models: dict[str, dict[str, float]], key: str) -> str:
     values = [models[n].get(key) for n in ("unlearned", "original", "oracle")]
     if any(v is None for v in values):
         return "-"
-    share = residual(*values, min_spread=resolution)
+    share = metric_residual(key, *values)
     if math.isnan(share):
-        return "n/a (references agree)"
+        return "n/a (references too close or reversed)"
     return f"{share:.2f}" + (" **shallow**" if share > SHALLOW_RESIDUAL else "")
 
 

@@ -61,12 +61,14 @@ class BadTeacher(Method):
         retain_fraction: float = 0.3
         augment: bool = False
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
-        check_params(self.name, params)
         return Access(forget=True, retain=True, retain_fraction=params.retain_fraction)
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         forget, retain = data.forget, data.retain
         if forget.images is not retain.images:
             raise MethodError(f"{self.name} needs the forget and retain splits of the same device images")

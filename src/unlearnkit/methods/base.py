@@ -212,6 +212,14 @@ class Method:
         (e.g. TARF's known target-class count); explicit overrides always win."""
         return overrides
 
+    @classmethod
+    def check(cls, params: Any) -> None:
+        """Refuse hyperparameter values this method cannot run (a :class:`MethodError`).
+
+        :func:`make_params` calls it once, so a bad value fails when the grid is configured, not
+        after the original model is trained. Checks that need the request stay in ``run``.
+        """
+
     def access(self, params: Any) -> Access:
         """The access of this run (a method may take its retain fraction from ``params``)."""
         return self.needs
@@ -244,7 +252,13 @@ def get_method(name: str) -> type[Method]:
 
 
 def make_params(method: type[Method], overrides: dict[str, Any]) -> Any:
-    """``method.Params`` with ``overrides`` applied; strings (from the CLI) are converted to the field type."""
+    """``method.Params`` with ``overrides`` applied and checked.
+
+    Strings (from the CLI) are converted to the field type; other values must already have it
+    (an int field refuses 2.5 and True, a float field takes ints but not NaN/inf, None only for
+    an optional field, a tuple field takes a list). Then ``method.check`` and the loop-setting
+    rules every method shares (:func:`check_loop_settings`) run.
+    """
     fields = {f.name: f for f in dataclasses.fields(method.Params)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
@@ -252,16 +266,54 @@ def make_params(method: type[Method], overrides: dict[str, Any]) -> Any:
             f"{method.name} has no hyperparameter {', '.join(unknown)}; valid: {', '.join(fields) or '(none)'}"
         )
     hints = typing.get_type_hints(method.Params)
-    converted = {key: _convert(method.name, key, value, hints[key]) for key, value in overrides.items()}
-    return method.Params(**converted)
+    converted = {}
+    for key, value in overrides.items():
+        label = f"{method.name}.{key}"
+        finite = fields[key].metadata.get("finite", True)
+        converted[key] = _typed(label, _convert(label, value, hints[key]), hints[key], finite)
+    params = method.Params(**converted)
+    method.check(params)
+    check_loop_settings(method.name, params)
+    return params
 
 
-def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
+def check_loop_settings(method: str, params: Any) -> None:
+    """Rules every method shares, by field name: ``epochs`` >= 1 (no method defines a zero-epoch
+    run), other ``*_epochs`` >= 0 (an optional phase), batch sizes >= 1, learning rates > 0,
+    ``weight_decay`` >= 0 and ``momentum`` in [0, 1)."""
+    for field in dataclasses.fields(params):
+        name, value = field.name, getattr(params, field.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if name == "epochs" and value < 1:
+            raise MethodError(f"{method}.epochs must be >= 1; got {value}")
+        if name.endswith("_epochs") and value < 0:
+            raise MethodError(f"{method}.{name} must be >= 0; got {value}")
+        if (name == "batch_size" or name.endswith("_batch_size")) and value < 1:
+            raise MethodError(f"{method}.{name} must be >= 1; got {value}")
+        if (name == "lr" or name.endswith("_lr")) and not value > 0:
+            raise MethodError(f"{method}.{name} (a learning rate) must be > 0; got {value}")
+        if name == "weight_decay" and not value >= 0:
+            raise MethodError(f"{method}.weight_decay must be >= 0; got {value}")
+        if name == "momentum" and not 0 <= value < 1:
+            raise MethodError(f"{method}.momentum must lie in [0, 1); got {value}")
+
+
+def _optional_target(hint: Any) -> tuple[Any, bool]:
+    """The type a hint asks for and whether None is allowed (``int | None`` -> ``(int, True)``)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = typing.get_args(hint)
+        return next((a for a in args if a is not type(None)), str), type(None) in args
+    return hint, False
+
+
+def _convert(label: str, value: Any, hint: Any) -> Any:
+    """A CLI string converted to the field type; any other value is returned as given."""
     if not isinstance(value, str):
         return value
-    target = hint
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        target = next((a for a in typing.get_args(hint) if a is not type(None)), str)
+    target, optional = _optional_target(hint)
+    if optional and value.lower() == "none":
+        return None
     try:
         if target is bool:
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -272,4 +324,39 @@ def _convert(method: str, key: str, value: Any, hint: Any) -> Any:
             return tuple(inner(v) for v in value.split(",") if v)
         return target(value)
     except (TypeError, ValueError):
-        raise MethodError(f"{method}.{key} must be of type {getattr(target, '__name__', target)}; got {value!r}") from None
+        raise MethodError(f"{label} must be of type {_type_name(target)}; got {value!r}") from None
+
+
+def _typed(label: str, value: Any, hint: Any, finite: bool = True) -> Any:
+    """``value`` as the field's type, or a :class:`MethodError` naming the field, type and value.
+
+    Python and NumPy scalars are accepted (``np.int64(3)`` for an int); bools are not numbers here.
+    """
+    target, optional = _optional_target(hint)
+    if value is None:
+        if optional:
+            return None
+        raise MethodError(f"{label} must be of type {_type_name(target)}, not None; got None")
+    if typing.get_origin(target) is tuple:
+        if not isinstance(value, tuple | list):
+            raise MethodError(f"{label} must be a tuple (or list) of {_type_name(typing.get_args(target)[0])}; got {value!r}")
+        inner = typing.get_args(target)[0]
+        return tuple(_typed(f"{label}[{i}]", item, inner, finite) for i, item in enumerate(value))
+    is_bool = isinstance(value, bool | np.bool_)
+    if target is bool and is_bool:
+        return bool(value)
+    if target is int and isinstance(value, int | np.integer) and not is_bool:
+        return int(value)
+    if target is float and isinstance(value, int | float | np.integer | np.floating) and not is_bool:
+        if finite and not math.isfinite(value):
+            raise MethodError(f"{label} must be a finite float; got {value!r}")
+        return float(value)
+    if target is str and isinstance(value, str):
+        return value
+    if target not in (bool, int, float, str):
+        return value  # a type this check does not know: left to the method
+    raise MethodError(f"{label} must be of type {_type_name(target)}; got {value!r} ({type(value).__name__})")
+
+
+def _type_name(target: Any) -> str:
+    return getattr(target, "__name__", str(target))

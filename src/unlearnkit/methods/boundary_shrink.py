@@ -60,17 +60,20 @@ class BoundaryShrink(Method):
         weight_decay: float = 0.0
         batch_size: int = 128
 
-    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
+    @classmethod
+    def check(cls, params: Params) -> None:
         if not 0 < params.bound <= 1:
             raise MethodError(
-                f"{self.name}.bound (FGSM step in [0, 1] pixel units) must lie in (0, 1]; got {params.bound}"
+                f"{cls.name}.bound (FGSM step in [0, 1] pixel units) must lie in (0, 1]; got {params.bound}"
             )
         if params.epochs < 1 or params.batch_size < 1:
             raise MethodError(
-                f"{self.name}.epochs and batch_size must be >= 1; got {params.epochs}, {params.batch_size}"
+                f"{cls.name}.epochs and batch_size must be >= 1; got {params.epochs}, {params.batch_size}"
             )
         if not params.lr > 0:
-            raise MethodError(f"{self.name}.lr must be > 0; got {params.lr}")
+            raise MethodError(f"{cls.name}.lr must be > 0; got {params.lr}")
+
+    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
         attacker = frozen_copy(data.original)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay

@@ -80,11 +80,14 @@ class ForgetAlignedReconstruction(Method):
         batch_size: int = 128
         augment: bool = True
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
         return Access(forget=True, retain=params.retain_weight > 0)
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         anchor = frozen_copy(data.original)
         optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
         guard = LossGuard(self.name, data.device)

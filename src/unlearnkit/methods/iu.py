@@ -105,13 +105,16 @@ class InfluenceUnlearning(Method):
         batch_size: int = 256
         augment: bool = True
 
-    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
+    @classmethod
+    def check(cls, params: Params) -> None:
         if not math.isfinite(params.alpha):
-            raise MethodError(f"{self.name}.alpha must be finite; got {params.alpha}")
+            raise MethodError(f"{cls.name}.alpha must be finite; got {params.alpha}")
         if params.recursion_samples < 1:
-            raise MethodError(f"{self.name}.recursion_samples must be >= 1; got {params.recursion_samples}")
+            raise MethodError(f"{cls.name}.recursion_samples must be >= 1; got {params.recursion_samples}")
         if params.batch_size < 1:
-            raise MethodError(f"{self.name}.batch_size must be >= 1; got {params.batch_size}")
+            raise MethodError(f"{cls.name}.batch_size must be >= 1; got {params.batch_size}")
+
+    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
         v, passes = influence_vector(model, data.forget, data.retain, params.batch_size, data.generator, params.augment)
         direction, more, eigenvalue = _inverse_hvp(
             model, data.retain, v, params.recursion_samples, params.batch_size, data.generator, params.augment

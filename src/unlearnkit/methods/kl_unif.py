@@ -54,8 +54,11 @@ class KLUniform(Method):
         batch_size: int = 256
         weight_decay: float = 0.01
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         optimizer = adamw(model, params.lr, params.weight_decay)
         guard = LossGuard(self.name, data.device)
         retain_batches = retain_cycle(data.retain, params.batch_size, data.generator, augment=True)

@@ -70,8 +70,11 @@ class L1Sparse(Method):
         no_l1_epochs: int = 0
         schedule: str = "optml"
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         if params.schedule == "optml":
             optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
         else:

@@ -138,12 +138,14 @@ class MinNormOG(Method):
         forward_before_projection: bool = True
         per_sample_grads: str = "loop"
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
-        check_params(self.name, params)
         return Access(forget=True, retain=True, retain_fraction=params.retain_fraction)
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = adamw(model, params.lr, params.weight_decay)
         guard = LossGuard(self.name, data.device)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from unlearnkit.methods.base import Access, Granted, LossGuard, Method, register_method
+from unlearnkit.methods.base import Access, Granted, LossGuard, Method, MethodError, register_method
 from unlearnkit.methods.common import frozen_copy
 from unlearnkit.runtime import autocast
 
@@ -39,6 +39,13 @@ class NegGradPlus(Method):
         alpha: float = 0.95
         anchor_wd: float = 0.1
         batch_size: int = 128
+
+    @classmethod
+    def check(cls, params: Params) -> None:
+        if not 0 <= params.alpha <= 1:
+            raise MethodError(f"{cls.name}.alpha (the retain weight; 1 - alpha weighs the forget ascent) must lie in [0, 1]; got {params.alpha}")
+        if not params.anchor_wd >= 0:
+            raise MethodError(f"{cls.name}.anchor_wd must be >= 0; got {params.anchor_wd}")
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
         anchor = frozen_copy(data.original)

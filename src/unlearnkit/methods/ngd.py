@@ -55,12 +55,14 @@ class NoisyGD(Method):
     class Params(ForgetPacedParams):
         sigma: float = 0.1
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
-        check_params(self.name, params)
         return Access(forget=True, retain=True, retain_fraction=params.retain_fraction)
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         parameters = [p for p in model.parameters() if p.requires_grad]
         if data.device.type == "cuda":
             generator = torch.Generator(device=data.device).manual_seed(data.seed)

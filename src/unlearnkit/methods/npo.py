@@ -93,17 +93,20 @@ class NegativePreferenceOptimization(Method):
         logit_clamp: float = 30.0
         augment: bool = False
 
-    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
+    @classmethod
+    def check(cls, params: Params) -> None:
         if not params.beta > 0:
-            raise MethodError(f"{self.name}.beta (the reference's reg_coef) must be > 0; got {params.beta}")
+            raise MethodError(f"{cls.name}.beta (the reference's reg_coef) must be > 0; got {params.beta}")
         if not params.lr > 0:
-            raise MethodError(f"{self.name}.lr must be > 0; got {params.lr}")
+            raise MethodError(f"{cls.name}.lr must be > 0; got {params.lr}")
         if params.epochs < 1 or params.batch_size < 1:
             raise MethodError(
-                f"{self.name}.epochs and batch_size must be >= 1; got {params.epochs}, {params.batch_size}"
+                f"{cls.name}.epochs and batch_size must be >= 1; got {params.epochs}, {params.batch_size}"
             )
         if not params.logit_clamp >= 0:
-            raise MethodError(f"{self.name}.logit_clamp must be >= 0 (0 = no clamp); got {params.logit_clamp}")
+            raise MethodError(f"{cls.name}.logit_clamp must be >= 0 (0 = no clamp); got {params.logit_clamp}")
+
+    def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
         reference = frozen_copy(data.original).train(params.reference_train_mode)
         optimizer = adamw(model, params.lr, params.weight_decay)
         guard = LossGuard(self.name, data.device)

@@ -72,8 +72,11 @@ class OnePointContraction(Method):
         pace: str = "retain"
         augment: bool = True
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
         guard = LossGuard(self.name, data.device)
         norms = torch.zeros(params.epochs, device=data.device)

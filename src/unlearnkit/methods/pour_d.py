@@ -73,8 +73,11 @@ class PourDistillation(Method):
         bn_mode: str = "train"
         augment: bool = True
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         classes = require_class_wise(self.name, data)
         basis = orthonormal_basis(self.name, data.original.head.weight.detach()[list(classes)])
         teacher = frozen_copy(data.original)

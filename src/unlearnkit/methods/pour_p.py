@@ -69,12 +69,15 @@ class PourProjection(Method):
         neg_value: float = -1e4
         batch_size: int = 256
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
         """The head direction needs no data at all; only ``class_mean`` reads the forget set."""
         return Access(forget=params.direction == "class_mean")
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         classes = require_class_wise(self.name, data)
         head = model.head
         if params.bias != "keep" and head.bias is None:

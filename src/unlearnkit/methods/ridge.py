@@ -60,12 +60,14 @@ class Ridge(Method):
         lambda_reg: float = 0.1
         gamma_reg: float = 0.9
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def access(self, params: Params) -> Access:
-        check_params(self.name, params)
         return Access(forget=True, retain=True, retain_fraction=params.retain_fraction)
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         parameters = [p for p in model.parameters() if p.requires_grad]
 
         def penalty(step_index: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from unlearnkit.methods.base import (
     get_method,
     make_params,
 )
-from unlearnkit.models import ModelError, as_classifier
+from unlearnkit.models import ModelError, as_classifier, features
 from unlearnkit.runtime import cpu_generator, eval_mode, resolve_device, seed_everything, to_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, place
 from unlearnkit.train import TrainRecipe, default_recipe
@@ -74,13 +74,22 @@ def unlearn(
     runner = method_cls()
     target = resolve_device(device)
     splits = splits if splits is not None else place(request, target)
-    original = to_device(as_classifier(model), target)
+    original = working_copy(model, target)
     check_compatible(original, request, splits)
     unlearned = copy.deepcopy(original)
     access = runner.access(params)
     seed_everything(seed)
     granted = _grant(access, method, original, request, splits, seed, recipe or default_recipe(request.dataset.name))
     return unlearned, _timed_run(runner, unlearned, granted, params, access, target)
+
+
+def working_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``model`` on ``device``, adapted to the model protocol.
+
+    Copied first: moving to the device (and channels_last on CUDA) works in place, and the
+    caller's module must keep its device, dtype, memory format, mode and weights.
+    """
+    return to_device(as_classifier(copy.deepcopy(model)), device)
 
 
 def _timed_run(runner: Method, unlearned: nn.Module, granted: Granted, params: Any, access: Access, device: torch.device) -> UnlearnRecord:
@@ -150,7 +159,11 @@ def unlearn_tensors(
 
 
 def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits) -> None:
-    """Refuse a model whose input or output shape does not fit the request, before any work."""
+    """Refuse a model whose input or output shape does not fit the request, before any work.
+
+    ``features`` is run too: an adapted model whose output is not its head's output (e.g.
+    ``log_softmax(fc(x))``) raises its :class:`ModelError` here, not later in an audit.
+    """
     outputs = model.head.out_features
     if outputs != request.num_classes:
         raise ModelError(
@@ -161,6 +174,7 @@ def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSpl
     try:
         with torch.no_grad(), eval_mode(model):
             model(sample)
+            features(model, sample)
     except RuntimeError as err:
         raise ModelError(
             f"the model does not accept {request.dataset.name} images of shape {tuple(sample.shape[1:])} "

@@ -63,8 +63,11 @@ class SalUn(Method):
         lr: float = 0.013
         mask_fraction: float = 0.5
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         mask = saliency_mask(model, data.forget, data.generator, params.mask_fraction, params.batch_size)
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         parameters = [p for _, p in named]

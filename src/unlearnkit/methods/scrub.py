@@ -122,8 +122,11 @@ class Scrub(Method):
         clip: float = 0.0
         augment: bool = False
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         teacher = frozen_copy(data.original)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay

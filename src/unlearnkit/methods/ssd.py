@@ -93,8 +93,11 @@ class SelectiveSynapticDampening(Method):
         lower_bound: float = 1.0
         importance_batch_size: int = 64
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         full, forget = importance_splits(data)
         importance_full = importances(model, full, data.generator, params.importance_batch_size)
         importance_forget = importances(model, forget, data.generator, params.importance_batch_size)

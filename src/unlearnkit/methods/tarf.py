@@ -105,6 +105,10 @@ class TARF(Method):
         phase1_epoch: str = "forget_pass"
 
     @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
+    @classmethod
     def request_overrides(cls, overrides: dict[str, Any], request: Any) -> dict[str, Any]:
         """Fill ``n_target_classes`` from the request (:func:`known_target_count`) when
         ``beta_mode`` is ``"known_count"`` and no count was given, so one grid can hold TARF
@@ -114,7 +118,8 @@ class TARF(Method):
         return {**overrides, "n_target_classes": known_target_count(request)}
 
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
+        if params.beta_mode == "known_count" and params.n_target_classes is None:
+            raise MethodError(f"{self.name}: beta_mode 'known_count' needs n_target_classes >= 0; got None")
         optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
         guard = LossGuard(self.name, data.device)
         scored = gate_split(data.retain, params.gate_samples, data.generator)
@@ -179,7 +184,8 @@ def check_params(method: str, params: TARF.Params) -> None:
     if params.beta_mode == "known_count":
         if params.gate != "class_accuracy_drop":
             raise MethodError(f"{method}: beta_mode 'known_count' gates whole classes; use gate 'class_accuracy_drop'")
-        if params.n_target_classes is None or params.n_target_classes < 0:
+        # None is checked in run(): request_overrides may still fill it from the request.
+        if params.n_target_classes is not None and params.n_target_classes < 0:
             raise MethodError(f"{method}: beta_mode 'known_count' needs n_target_classes >= 0; got {params.n_target_classes}")
     if params.gate_samples < 0:
         raise MethodError(f"{method}.gate_samples must be >= 0 (0 = all of D_un); got {params.gate_samples}")

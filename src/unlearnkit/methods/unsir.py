@@ -134,8 +134,11 @@ class Unsir(Method):
         augment: bool = False
         standardize_noise: bool = True
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        check_params(cls.name, params)
+
     def run(self, model: nn.Module, data: Granted, params: Params) -> dict[str, Any]:
-        check_params(self.name, params)
         forget, retain = data.forget, data.retain
         forget_labels = forget.images.labels[torch.as_tensor(forget.indices, device=forget.images.labels.device)]
         classes = [int(c) for c in torch.unique(forget_labels).tolist()]

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from unlearnkit.metrics import accuracy, mia, tarf  # noqa: F401  (registers the metrics)
 from unlearnkit.metrics.gap import GAP_KEYS, gap_to_oracle
-from unlearnkit.metrics.outputs import ModelOutputs, SplitOutputs, compute_outputs
+from unlearnkit.metrics.outputs import ModelOutputs, NonFiniteOutputError, SplitOutputs, compute_outputs
 from unlearnkit.metrics.registry import METRICS, register_metric
 from unlearnkit.tasks import DeviceSplits, ForgetRequest
 
@@ -17,23 +17,32 @@ def evaluate(
     model: nn.Module,
     request: ForgetRequest,
     splits: DeviceSplits,
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    metrics: str | tuple[str, ...] = DEFAULT_METRICS,
 ) -> dict[str, float]:
-    """Compute the named metrics of ``model`` on ``request`` from one shared forward pass."""
+    """Compute the named metrics (one name or several) of ``model`` on ``request`` from one
+    shared forward pass. Raises ``ModelError`` if the model's output count is not the request's
+    class count and :class:`NonFiniteOutputError` if its outputs are NaN/inf."""
+    metrics = metric_names(metrics)
     check_metrics(metrics)
     return score(compute_outputs(model, request, splits), request, metrics)
 
 
-def check_metrics(metrics: tuple[str, ...]) -> None:
+def metric_names(metrics: str | tuple[str, ...]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of names; a single string is one name, not a sequence of letters."""
+    return (metrics,) if isinstance(metrics, str) else tuple(metrics)
+
+
+def check_metrics(metrics: str | tuple[str, ...]) -> None:
+    metrics = metric_names(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; registered: {', '.join(sorted(METRICS))}")
 
 
-def score(outputs: ModelOutputs, request: ForgetRequest, metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:
+def score(outputs: ModelOutputs, request: ForgetRequest, metrics: str | tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:
     """The named metrics from precomputed outputs (CPU only: safe to run in a worker thread)."""
     result: dict[str, float] = {}
-    for name in metrics:
+    for name in metric_names(metrics):
         result.update(METRICS[name].fn(outputs, request))
     return result
 
@@ -43,11 +52,13 @@ __all__ = [
     "GAP_KEYS",
     "METRICS",
     "ModelOutputs",
+    "NonFiniteOutputError",
     "SplitOutputs",
     "check_metrics",
     "compute_outputs",
     "evaluate",
     "gap_to_oracle",
+    "metric_names",
     "register_metric",
     "score",
 ]

@@ -10,10 +10,20 @@ import torch.nn as nn
 
 from unlearnkit.data import DeviceImages
 from unlearnkit.inference import predict
+from unlearnkit.models import ModelError
 from unlearnkit.tasks import DeviceSplits, ForgetRequest
 from unlearnkit.tasks.request import extra_set_split
+from unlearnkit.train import NonFiniteLossError
 
 SPLITS = ("forget", "retain", "test_forget", "test_retain")
+
+
+class NonFiniteOutputError(NonFiniteLossError):
+    """The model's outputs contain NaN or inf (e.g. unlearning diverged); no metric is defined.
+
+    A :class:`NonFiniteLossError`, so code that records a diverged method as a result (bench)
+    treats a model that diverged without a NaN loss the same way.
+    """
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,28 @@ def compute_outputs(model: nn.Module, request: ForgetRequest, splits: DeviceSpli
     for name, (which, indices) in split_indices(request).items():
         images = splits.train if which == "train" else splits.test
         logits = tables[which].outputs(model, images, np.asarray(indices))
+        check_logits(logits, request, name)
         labels = images.labels[torch.as_tensor(indices, dtype=torch.long, device=images.device)]
         result[name] = SplitOutputs(logits, labels.cpu())
     return ModelOutputs(result)
+
+
+def check_logits(logits: torch.Tensor, request: ForgetRequest, split: str) -> None:
+    """Refuse outputs no metric can score: the wrong number of classes, or NaN/inf values.
+
+    Checked on the logits themselves, so a raw user module (no ``head``) is covered too.
+    """
+    if len(logits) == 0:
+        return
+    if logits.ndim != 2 or logits.shape[1] != request.num_classes:
+        raise ModelError(
+            f"the model gives outputs of shape {tuple(logits.shape[1:])} per sample but the request's "
+            f"{request.label_space} label space has {request.num_classes} classes; evaluate a model "
+            f"with {request.num_classes} outputs trained on {request.dataset.name}'s labels"
+        )
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).any(1).sum())
+        raise NonFiniteOutputError(
+            f"the model's outputs are NaN/inf on {bad} of {len(logits)} {split} samples: unlearning diverged "
+            "(its weights may still be finite); lower the method's learning rate or its number of steps"
+        )

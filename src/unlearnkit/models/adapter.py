@@ -24,11 +24,16 @@ class ClassifierAdapter(nn.Module):
     ``features(x)`` runs the module once and captures the input of the head with a forward hook.
     It checks that the head's output *is* the module's output, so a model whose last operation
     is not the named linear layer is refused with a clear error instead of giving wrong features.
+
+    The adapter starts in the wrapped module's mode (train or eval), so wrapping changes nothing
+    about how the module behaves.
     """
 
     def __init__(self, module: nn.Module, head: str | None = None):
         super().__init__()
         self.module = module
+        # Not self.train(...): that would recurse and reset submodules the user set apart.
+        self.training = module.training
         self.head_name = head or _last_linear_name(module)
         found = dict(module.named_modules()).get(self.head_name)
         if not isinstance(found, nn.Linear):

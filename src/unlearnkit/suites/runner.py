@@ -59,7 +59,9 @@ def run_suite(config: SuiteConfig, console: Console | None = None) -> SuiteResul
     if config.kind == "minnorm":
         result = _run_minnorm(config, console)
     else:
-        rows = run_bench(config.bench_config(), console)
+        bench = config.bench_config()
+        # the out folder may also hold rows of another dataset or model (an earlier run): show this run's
+        rows = [r for r in run_bench(bench, console) if (r.get("dataset"), r.get("model")) == (bench.dataset, bench.model)]
         table, markdown, notes = paper_layout(rows, config)
         _print_wide(console, table)
         result = SuiteResult(rows, markdown, notes)

@@ -80,14 +80,13 @@ def class_request(dataset: Dataset, classes: Sequence[str | int], label_space: s
 
 
 def random_request(dataset: Dataset, amount: float | int, seed: int = 0) -> ForgetRequest:
-    """Forget a seeded uniform sample of the training set: a float fraction in (0, 1) or an int count."""
+    """Forget a seeded uniform sample of the training set: a fraction in (0, 1) or a whole count.
+
+    Any integer (Python or NumPy) is a count; any other real (``0.1``, ``np.float32(0.1)``) is a
+    fraction. A bool is refused: ``True`` is not a meaningful amount.
+    """
     n = len(dataset.train)
-    if isinstance(amount, float):
-        if not 0 < amount < 1:
-            raise RequestError(f"a forget fraction must lie in (0, 1); got {amount}")
-        count = round(amount * n)
-    else:
-        count = int(amount)
+    count = _forget_count(amount, n)
     if count <= 0:
         raise RequestError(f"forgetting {amount} of {n} samples gives an empty forget set; use a fraction in (0, 1) or a count >= 1")
     if count >= n:
@@ -102,6 +101,19 @@ def random_request(dataset: Dataset, amount: float | int, seed: int = 0) -> Forg
         test_forget_idx=np.empty(0, dtype=np.int64),
         test_retain_idx=np.arange(len(dataset.test)),
     )
+
+
+def _forget_count(amount: float | int, n: int) -> int:
+    """How many of ``n`` samples ``amount`` (a count or a fraction) asks to forget."""
+    if isinstance(amount, bool | np.bool_):
+        raise RequestError(f"a forget amount must be a fraction in (0, 1) or a whole count; got the bool {amount}")
+    if isinstance(amount, int | np.integer):
+        return int(amount)
+    if not isinstance(amount, float | np.floating):
+        raise RequestError(f"a forget amount must be a number (a fraction in (0, 1) or a count); got {amount!r}")
+    if not 0 < amount < 1:
+        raise RequestError(f"a forget fraction must lie in (0, 1); got {amount}")
+    return round(float(amount) * n)
 
 
 def index_request(dataset: Dataset, forget_idx: Sequence[int] | np.ndarray, spec: str = "indices") -> ForgetRequest:

@@ -147,7 +147,10 @@ def hierarchy_of(dataset: Dataset) -> Hierarchy:
     if found is None:
         raise RequestError(
             f"{dataset.name} has no superclasses and no built-in grouping (built in: CIFAR-100's coarse labels, "
-            "CIFAR-10, Fashion-MNIST); attach one with attach_hierarchy(dataset, Hierarchy.from_mapping(...))"
+            "CIFAR-10, Fashion-MNIST). On the command line, use one of those datasets; `bench` has no hierarchy "
+            "option, but a suite config's `hierarchy:` key supplies one (`unlearnkit bench --suite tarf --quick` "
+            "runs these tasks on digits; docs/suites.md). From Python, attach one with "
+            "attach_hierarchy(dataset, Hierarchy.from_mapping(...)) or BenchConfig(hierarchy=...)"
         )
     return found
 
