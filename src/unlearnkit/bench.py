@@ -115,7 +115,8 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
     with _progress(console) as progress:
         for request, seed, settings in plan:
             pending = [m for m in settings if _id(config, request, m, seed) not in done]
-            if pending:
+            if pending:  # one line per cell: the only progress a log file (no live bar) gets
+                console.print(f"{request.spec}, seed {seed}: {', '.join(pending)}", markup=False)
                 rows.extend(_run_cell(config, dataset, request, seed, recipe, device, pending, progress, results_path))
     return latest_rows(rows)
 

@@ -143,7 +143,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     meta = read_sidecar(path)
     spec = meta.get("model_spec")
     if not spec:
-        raise CheckpointError(f"{path} has no model_spec in its sidecar; build the model yourself and call load_state")
+        raise CheckpointError(f"{path} has no model_spec in its sidecar; build the model yourself and call load_state "
+                              "(to audit your own architecture, pass the loaded modules to unlearnkit.audit.run_audit)")
     model = build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
     load_state(model, path)
     return model.to(device), meta
