@@ -322,6 +322,16 @@ def test_report_of_a_file_without_bench_keys_is_a_user_error(tmp_path: Path) -> 
     _assert_user_error(_invoke(["report", str(path)], env=NARROW), str(path), "'method', 'seed', 'task'")
 
 
+def test_report_residuals_need_audit_metrics(tmp_path: Path) -> None:
+    rows = [{"dataset": "digits", "model": "mlp", "task": "class:3", "method": m, "seed": 0, "forget_acc": 1.0} for m in ("original", "retrain", "ft")]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _assert_user_error(_invoke(["report", str(tmp_path), "--residuals"], env=NARROW), "has no audit metrics", "--audit")
+    audited = [r | {"rmia": v} for r, v in zip(rows, (80.0, 10.0, 45.0), strict=True)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in audited))
+    result = _invoke(["report", str(tmp_path), "--residuals"])  # --audit is implied
+    assert result.exit_code == 0 and "| class:3 | ft | 0.50 |" in result.output, result.output
+
+
 def test_report_shows_the_std_convention_and_failed_rows(tmp_path: Path) -> None:
     rows = [{"dataset": "digits", "model": "mlp", "task": "class:3", "method": "ft", "seed": s, "forget_acc": float(s)} for s in (0, 1)]
     rows.append({"dataset": "digits", "model": "mlp", "task": "class:3", "method": "ga", "seed": 0, "error": "ga: the loss became nan"})

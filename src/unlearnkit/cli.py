@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from unlearnkit.audit import FAMILIES, AuditConfig, AuditError
+from unlearnkit.audit import AUDIT_METRICS, FAMILIES, AuditConfig, AuditError
 from unlearnkit.bench import BenchConfig, environment, read_results, run_bench, with_epochs
 from unlearnkit.checkpoint import CheckpointError
 from unlearnkit.data import DataError, available_datasets, dataset_info
@@ -223,7 +223,7 @@ def report(
     results: Annotated[Path, typer.Argument(help="A results.jsonl file (or the folder holding it).")],
     markdown: Annotated[bool, typer.Option(help="Print a Markdown table instead of a terminal table.")] = False,
     audit: Annotated[bool, typer.Option(help="Show the audit metrics of a `bench --audit` run instead of the main ones.")] = False,
-    residuals: Annotated[bool, typer.Option(help="With --audit: where each method lies between its oracle (0) and original (1), per attack (Markdown).")] = False,
+    residuals: Annotated[bool, typer.Option(help="Where each method lies between its oracle (0) and original (1), per audit attack (Markdown; implies --audit).")] = False,
 ) -> None:
     """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
     path = results / "results.jsonl" if results.is_dir() else results
@@ -238,7 +238,9 @@ def report(
     except ValueError as err:
         _fail(err)
     columns = AUDIT_COLUMNS if audit else COLUMNS
-    if audit and residuals:
+    if residuals:
+        if not any(key in row for row in rows for key in AUDIT_METRICS):
+            _fail(ValueError(f"{path} has no audit metrics; run `unlearnkit bench ... --audit` to get residuals"))
         print(residual_markdown(rows))
     elif markdown:
         notes = "\n".join(f"failed: {note}" for note in error_notes(rows))
