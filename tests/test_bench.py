@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unlearnkit.bench import BenchConfig, append_result, read_results, run_bench
+from unlearnkit.bench import BenchConfig, SettingsChangedError, append_result, read_results, run_bench
 from unlearnkit.methods import MethodError
 
 
@@ -175,11 +175,55 @@ def test_each_row_is_written_as_soon_as_it_is_scored(tmp_path, monkeypatch):
     assert seen["rows"] == {"original", "retrain", "ga"}
 
 
+def test_a_row_that_cannot_be_written_fails_the_run_instead_of_vanishing(tmp_path, monkeypatch):
+    import unlearnkit.bench as bench
+
+    real_append = bench.append_result
+
+    def disk_full_for_ga(path, row):
+        if row["method"] == "ga":
+            raise OSError(28, "No space left on device")
+        real_append(path, row)
+
+    monkeypatch.setattr(bench, "append_result", disk_full_for_ga)
+    with pytest.raises(OSError, match="No space left"):
+        run_bench(_one_epoch_config(tmp_path, ["ft", "ga", "rl"]))
+    written = {r["method"] for r in read_results(tmp_path / "out" / "results.jsonl")}
+    assert {"original", "retrain", "ft", "rl"} <= written and "ga" not in written  # every other row is kept
+
+
+def test_a_rerun_asking_for_audits_or_saved_models_redoes_the_rows_that_lack_them(tmp_path):
+    from dataclasses import replace
+
+    from unlearnkit.audit import AuditConfig
+
+    config = _one_epoch_config(tmp_path, ["ga"])
+    run_bench(config)
+    audit = AuditConfig(families=("membership",), reconstruction_samples=0)
+    rows = run_bench(replace(config, audit=audit, save_models=True))
+    assert all("rmia" in r for r in rows) and len(rows) == 3
+    assert len(list((tmp_path / "out" / "models").glob("*/seed0/*.safetensors"))) == 3
+    assert len(run_bench(replace(config, audit=audit, save_models=True))) == 3  # now finished: nothing redone
+    with pytest.raises(SettingsChangedError, match="audit: families"):
+        run_bench(replace(config, audit=AuditConfig(families=("representation",), reconstruction_samples=0)))
+    assert len(run_bench(config)) == 3  # asking for less reuses the audited rows
+
+
+def test_a_foreign_results_file_in_out_is_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"a": 1}\n')
+    with pytest.raises(ValueError, match="is not a bench results file"):
+        run_bench(_one_epoch_config(tmp_path, ["ga"]))
+
+
 def test_duplicate_methods_and_zero_epochs_are_refused(tmp_path):
     from dataclasses import replace
 
     with pytest.raises(ValueError, match="rl more than once"):
         run_bench(_one_epoch_config(tmp_path, ["rl", "salun", "rl"]))
+    with pytest.raises(ValueError, match="--task names class:3 more than once"):
+        run_bench(_one_epoch_config(tmp_path, ["ga"], tasks=["class:3", "class:3"]))
     config = _one_epoch_config(tmp_path, ["ga"])
     for epochs in (0, -1):
         with pytest.raises(ValueError, match=f"--epochs must be at least 1; got {epochs}"):

@@ -62,9 +62,10 @@ class BenchConfig:
     hierarchy: dict[str, list[str]] | None = None  # {superclass: [fine class names]} for TARF tasks on a dataset without a built-in grouping
 
     def validate(self) -> None:
-        repeated = sorted({name for name in self.methods if self.methods.count(name) > 1})
-        if repeated:
-            raise ValueError(f"--methods names {', '.join(repeated)} more than once; list each method once")
+        for option, names in (("--methods", self.methods), ("--task", self.tasks)):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{option} names {', '.join(repeated)} more than once; list each once")
         for name in self.methods:
             get_method(name)  # raises with the list of valid names
         for name, overrides in self.hparams.items():
@@ -104,7 +105,9 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
     dataset = config.load()
     recipe = config.recipe or default_recipe(config.dataset)
     results_path = Path(config.out) / "results.jsonl"
-    rows = latest_rows(read_results(results_path))
+    rows = read_results(results_path)
+    check_rows(rows, str(results_path))
+    rows = latest_rows(rows)
     requests = [make_request(dataset, task, seed=0) for task in config.tasks]  # validate every task first
     cells = [(_seeded(dataset, request, seed), seed) for request in requests for seed in range(config.seeds)]
     plan = [(request, seed, _cell_settings(config, request, recipe)) for request, seed in cells]
@@ -129,7 +132,11 @@ def _seeded(dataset: Dataset, request: ForgetRequest, seed: int) -> ForgetReques
 def _cell_settings(config: BenchConfig, request: ForgetRequest, recipe: TrainRecipe) -> dict[str, dict[str, Any]]:
     """``{method: the settings its row must record}`` for one cell, reference rows first."""
     methods = ("original", "retrain", *config.methods)
-    return {m: {"request": request.key(), "recipe": _plain(asdict(recipe)), "hparams": effective_hparams(config, request, m)} for m in methods}
+    audit = _plain(config.audit.describe()) if config.audit is not None else None
+    return {
+        m: {"request": request.key(), "recipe": _plain(asdict(recipe)), "hparams": effective_hparams(config, request, m), "audit": audit}
+        for m in methods
+    }
 
 
 def effective_hparams(config: BenchConfig, request: ForgetRequest, method: str) -> dict[str, Any]:
@@ -163,7 +170,7 @@ def _finished_ids(config: BenchConfig, rows: list[dict[str, Any]], plan: list[tu
             differences = _differences(finished[row_id], wanted, method)
             if differences:
                 changes.extend(differences)
-            else:
+            elif not _lacks_outputs(config, request, seed, method, finished[row_id], wanted):
                 done.add(row_id)
     if changes:
         shown = list(dict.fromkeys(changes))  # the same change repeats for every seed and task
@@ -184,7 +191,22 @@ def _differences(row: dict[str, Any], wanted: dict[str, Any], method: str) -> li
         found.append(f"{row['task']}: request {row.get('request')} -> {wanted['request']} (another forget set or --train-size/--test-size)")
     found += [f"recipe: {d}" for d in _changed(row["recipe"], wanted["recipe"])]
     found += [f"{method}: {d}" for d in _changed(row.get("hparams") or {}, wanted["hparams"])]
+    if row.get("audit") is not None and wanted["audit"] is not None:
+        found += [f"audit: {d}" for d in _changed(row["audit"], wanted["audit"])]
     return found
+
+
+def _lacks_outputs(config: BenchConfig, request: ForgetRequest, seed: int, method: str, row: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """A finished row this run must redo because it asks for more: audits the row was run without,
+    or a saved model (``--save-models``) that is not on disk."""
+    if wanted["audit"] is not None and row.get("audit") is None:
+        return True
+    saved = _models_dir(config, request, seed) / f"{method}.safetensors"
+    return config.save_models and "skipped" not in row and not saved.exists()
+
+
+def _models_dir(config: BenchConfig, request: ForgetRequest, seed: int) -> Path:
+    return Path(config.out) / "models" / _request_name(request) / f"seed{seed}"
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -223,13 +245,14 @@ def _run_cell(
         "n_train": len(dataset.train),
         "n_test": len(dataset.test),
         "recipe": _plain(asdict(recipe)),
+        "audit": _plain(config.audit.describe()) if config.audit is not None else None,
     }
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
         cell = _Cell(config, request, seed, recipe, splits, pool, progress)
         if config.audit is not None:
             cell.auditor = Auditor(request, splits, original, oracle, config.audit)
         if config.save_models:
-            cell.models_dir = Path(config.out) / "models" / _request_name(request) / f"seed{seed}"
+            cell.models_dir = _models_dir(config, request, seed)
             cell.model_spec = original_meta["model_spec"]
         oracle_scores, oracle_audit = cell.submit(oracle, "retrain")
         references = {
@@ -276,19 +299,27 @@ class _RowWriter:
         if not _succeeded(self.oracle_scores):
             return
         with self.lock:
-            ready = [entry for entry in self.waiting if entry[1] is None or _succeeded(entry[1])]
-            self.waiting = [entry for entry in self.waiting if not any(entry is r for r in ready)]  # identity: rows hold floats and dicts
-            for entry in ready:
-                self._append(*entry)
+            for entry in [e for e in self.waiting if e[1] is None or _succeeded(e[1])]:
+                try:
+                    self._append(*entry)
+                except Exception:  # noqa: BLE001 - a callback's error is only logged: keep the row for write_all, which raises it
+                    return
+                self.waiting = [e for e in self.waiting if e is not entry]  # identity: rows hold floats and dicts
 
     def write_all(self) -> None:
         """Wait for every scoring, then append the remaining rows (raises a scoring's exception)."""
         wait([self.oracle_scores, *(entry[1] for entry in self.waiting if entry[1] is not None)])
         self.write_ready()
+        errors = []
         with self.lock:
             waiting, self.waiting = self.waiting, []
-            for entry in waiting:
-                self._append(*entry)
+            for entry in waiting:  # every row that can be written is, before the first error is raised
+                try:
+                    self._append(*entry)
+                except Exception as err:  # noqa: BLE001
+                    errors.append(err)
+        if errors:
+            raise errors[0]
 
     def _append(self, method: str, future: Future | None, time_s: float, extra: dict[str, Any]) -> None:
         oracle_metrics = self.oracle_scores.result()
@@ -383,6 +414,19 @@ def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSpli
 
 def _id(config: BenchConfig, request: ForgetRequest, method: str, seed: int) -> tuple:
     return (config.dataset, config.model, request.spec, method, seed)
+
+
+REQUIRED_KEYS = ("task", "method", "seed")  # what every row of `unlearnkit bench` has and the tables need
+
+
+def check_rows(rows: list[Any], source: str) -> None:
+    """Raise ValueError naming ``source`` and the missing keys when ``rows`` are not bench results."""
+    missing = sorted({key for row in rows for key in REQUIRED_KEYS if not isinstance(row, dict) or key not in row})
+    if missing:
+        raise ValueError(
+            f"{source} is not a bench results file: rows lack the key(s) {', '.join(map(repr, missing))} "
+            f"(every row needs {', '.join(REQUIRED_KEYS)}); give the results.jsonl written by `unlearnkit bench --out DIR`"
+        )
 
 
 def _row_id(row: dict[str, Any]) -> tuple:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from unlearnkit.audit import AUDIT_METRICS, FAMILIES, AuditConfig, AuditError
-from unlearnkit.bench import BenchConfig, environment, read_results, run_bench, with_epochs
+from unlearnkit.bench import BenchConfig, check_rows, environment, read_results, run_bench, with_epochs
 from unlearnkit.checkpoint import CheckpointError
 from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
@@ -23,7 +23,6 @@ from unlearnkit.models import MODELS, ModelError
 from unlearnkit.report import (
     AUDIT_COLUMNS,
     COLUMNS,
-    check_rows,
     error_notes,
     markdown_table,
     residual_markdown,

@@ -41,18 +41,7 @@ AUDIT_COLUMNS = (  # bench --audit; the full set of keys is unlearnkit.audit.AUD
 )
 
 
-REQUIRED_KEYS = ("task", "method", "seed")  # what every row of `unlearnkit bench` has and the tables need
 STD_NOTE = "± = population std over seeds (ddof=0)"
-
-
-def check_rows(rows: list[Any], source: str) -> None:
-    """Raise ValueError naming ``source`` and the missing keys when ``rows`` are not bench results."""
-    missing = sorted({key for row in rows for key in REQUIRED_KEYS if not isinstance(row, dict) or key not in row})
-    if missing:
-        raise ValueError(
-            f"{source} is not a bench results file: rows lack the key(s) {', '.join(map(repr, missing))} "
-            f"(every row needs {', '.join(REQUIRED_KEYS)}); give the results.jsonl written by `unlearnkit bench --out DIR`"
-        )
 
 
 def summarise_settings(
