@@ -385,3 +385,9 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "retrain (oracle)" in result.output
     for method in methods - {"retrain"}:
         assert method in result.output, method
+    # rows of an older version (here: another recipe) do not block the demo: they are set aside
+    (out / "results.jsonl").write_text("".join(json.dumps(r | {"recipe": r["recipe"] | {"epochs": 99}}) + "\n" for r in rows))
+    again = _invoke(["demo", "--out", str(out), "--device", "cpu"])
+    assert again.exit_code == 0 and "starting over" in again.output, again.output
+    assert len(_rows(out)) == len(methods) and all(r["recipe"]["epochs"] != 99 for r in _rows(out))
+    assert len((out / "results.previous.jsonl").read_text().splitlines()) == len(methods)

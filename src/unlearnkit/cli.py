@@ -14,7 +14,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from unlearnkit.audit import AUDIT_METRICS, FAMILIES, AuditConfig, AuditError
-from unlearnkit.bench import BenchConfig, check_rows, environment, read_results, run_bench, with_epochs
+from unlearnkit.bench import (
+    BenchConfig,
+    SettingsChangedError,
+    check_rows,
+    environment,
+    read_results,
+    run_bench,
+    with_epochs,
+)
 from unlearnkit.checkpoint import CheckpointError
 from unlearnkit.data import DataError, available_datasets, dataset_info
 from unlearnkit.methods import METHODS, MethodError
@@ -123,7 +131,13 @@ def demo(
         device=device.value,
     )
     try:
-        _run_and_print(config)
+        try:
+            _run_and_print(config)
+        except SettingsChangedError:  # rows of an older version or other defaults: the demo's rows are disposable
+            previous = out / "results.previous.jsonl"
+            (out / "results.jsonl").replace(previous)
+            console.print(f"{out} held demo rows made with other settings; they are now in {previous}, starting over", markup=False)
+            _run_and_print(config)
     except USER_ERRORS as err:
         _fail(err)
     except OSError as err:
