@@ -209,6 +209,26 @@ def test_a_rerun_asking_for_audits_or_saved_models_redoes_the_rows_that_lack_the
     assert len(run_bench(config)) == 3  # asking for less reuses the audited rows
 
 
+def test_a_model_with_nan_outputs_is_an_error_row_not_a_crash(tmp_path, monkeypatch):
+    import torch
+
+    import unlearnkit.bench as bench
+
+    real_unlearn = bench.unlearn
+
+    def diverge(original, request, method, **kwargs):
+        model, record = real_unlearn(original, request, method, **kwargs)
+        with torch.no_grad():  # finite weights, overflowing outputs: the loss never saw a NaN
+            for p in model.parameters():
+                p.fill_(1e30)
+        return model, record
+
+    monkeypatch.setattr(bench, "unlearn", diverge)
+    rows = run_bench(_one_epoch_config(tmp_path, ["ga"]))
+    ga = next(r for r in rows if r["method"] == "ga")
+    assert "NaN/inf" in ga["error"] and {r["method"] for r in rows} == {"original", "retrain", "ga"}
+
+
 def test_a_foreign_results_file_in_out_is_a_clear_error(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
