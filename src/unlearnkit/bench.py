@@ -62,10 +62,8 @@ class BenchConfig:
     hierarchy: dict[str, list[str]] | None = None  # {superclass: [fine class names]} for TARF tasks on a dataset without a built-in grouping
 
     def validate(self) -> None:
-        for option, names in (("--methods", self.methods), ("--task", self.tasks)):
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise ValueError(f"{option} names {', '.join(repeated)} more than once; list each once")
+        refuse_repeats("--methods", self.methods)
+        refuse_repeats("--task", self.tasks)
         for name in self.methods:
             get_method(name)  # raises with the list of valid names
         for name, overrides in self.hparams.items():
@@ -86,6 +84,13 @@ class BenchConfig:
         if self.hierarchy is None:
             return dataset
         return attach_hierarchy(dataset, Hierarchy.from_groups(dataset.class_names, self.hierarchy, "bench config"))
+
+
+def refuse_repeats(option: str, names: list[str]) -> None:
+    """A name given twice would run its rows twice and write duplicates: refuse it."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{option} names {', '.join(repeated)} more than once; list each once")
 
 
 class SettingsChangedError(ValueError):
@@ -132,11 +137,13 @@ def _seeded(dataset: Dataset, request: ForgetRequest, seed: int) -> ForgetReques
 def _cell_settings(config: BenchConfig, request: ForgetRequest, recipe: TrainRecipe) -> dict[str, dict[str, Any]]:
     """``{method: the settings its row must record}`` for one cell, reference rows first."""
     methods = ("original", "retrain", *config.methods)
-    audit = _plain(config.audit.describe()) if config.audit is not None else None
-    return {
-        m: {"request": request.key(), "recipe": _plain(asdict(recipe)), "hparams": effective_hparams(config, request, m), "audit": audit}
-        for m in methods
-    }
+    shared = {"request": request.key()} | _run_settings(config, recipe)
+    return {m: shared | {"hparams": effective_hparams(config, request, m)} for m in methods}
+
+
+def _run_settings(config: BenchConfig, recipe: TrainRecipe) -> dict[str, Any]:
+    """The settings every row of this run records, as they read back from results.jsonl."""
+    return {"recipe": _plain(asdict(recipe)), "audit": _plain(config.audit.describe()) if config.audit is not None else None}
 
 
 def effective_hparams(config: BenchConfig, request: ForgetRequest, method: str) -> dict[str, Any]:
@@ -244,9 +251,7 @@ def _run_cell(
         "device": device.type,
         "n_train": len(dataset.train),
         "n_test": len(dataset.test),
-        "recipe": _plain(asdict(recipe)),
-        "audit": _plain(config.audit.describe()) if config.audit is not None else None,
-    }
+    } | _run_settings(config, recipe)
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1)) as pool:
         cell = _Cell(config, request, seed, recipe, splits, pool, progress)
         if config.audit is not None:
@@ -309,7 +314,6 @@ class _RowWriter:
     def write_all(self) -> None:
         """Wait for every scoring, then append the remaining rows (raises a scoring's exception)."""
         wait([self.oracle_scores, *(entry[1] for entry in self.waiting if entry[1] is not None)])
-        self.write_ready()
         errors = []
         with self.lock:
             waiting, self.waiting = self.waiting, []

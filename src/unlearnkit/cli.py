@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +22,7 @@ from unlearnkit.bench import (
     check_rows,
     environment,
     read_results,
+    refuse_repeats,
     run_bench,
     with_epochs,
 )
@@ -74,9 +77,7 @@ def _method_list(methods: str) -> list[str]:
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
         raise MethodError(f"--methods {methods!r} names no method; give e.g. ft,ga or 'all'")
-    repeated = sorted({m for m in names if names.count(m) > 1})
-    if repeated:  # a repeated method would run twice and write duplicate rows
-        raise MethodError(f"--methods names {', '.join(repeated)} more than once; list each method once")
+    refuse_repeats("--methods", names)  # before any folder is made, as the other --methods errors
     if names == ["all"]:
         names = sorted(METHODS)
     return [m for m in names if m not in ("original", "retrain")]
@@ -116,6 +117,17 @@ def _os_error(err: OSError) -> ValueError:
     return ValueError(f"{err.filename or 'a file'}: {err.strerror or err}")
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a user error, or a file-system error met while running, into one ``error:`` line (exit 2)."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        _fail(err)
+    except OSError as err:
+        _fail(_os_error(err))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder for results.jsonl.")] = Path("runs/demo"),
@@ -130,7 +142,7 @@ def demo(
         out=out,
         device=device.value,
     )
-    try:
+    with _user_errors():
         try:
             _run_and_print(config)
         except SettingsChangedError:  # rows of an older version or other defaults: the demo's rows are disposable
@@ -138,10 +150,6 @@ def demo(
             (out / "results.jsonl").replace(previous)
             console.print(f"{out} held demo rows made with other settings; they are now in {previous}, starting over", markup=False)
             _run_and_print(config)
-    except USER_ERRORS as err:
-        _fail(err)
-    except OSError as err:
-        _fail(_os_error(err))
 
 
 @app.command()
@@ -170,7 +178,7 @@ def bench(
     """Run methods x tasks x seeds, with the original and the retrained oracle as reference rows."""
     if suite is not None or quick:
         return _bench_suite(ctx, suite, quick)
-    try:
+    with _user_errors():
         names = _method_list(methods)
         config = BenchConfig(
             dataset=dataset,
@@ -192,10 +200,6 @@ def bench(
         if model not in MODELS:
             raise ModelError(f"unknown model {model!r}; registered models: {', '.join(sorted(MODELS))}")
         _run_and_print(config)
-    except USER_ERRORS as err:
-        _fail(err)
-    except OSError as err:
-        _fail(_os_error(err))
 
 
 def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
@@ -217,7 +221,7 @@ def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
         "audit": ("audit", lambda v: FAMILIES if v else ()), "audit_reconstruction": ("audit_reconstruction", lambda v: v),
         "audit_steps": ("audit_steps", lambda v: v), "save_models": ("save_models", lambda v: v),
     }  # fmt: skip
-    try:
+    with _user_errors():
         if name is None:
             raise ValueError("--quick needs --suite NAME")
         overrides = {field: fn(params[option]) for option, (field, fn) in convert.items() if given(option)}
@@ -225,10 +229,6 @@ def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
         if config.kind == "bench" and config.model not in MODELS:
             raise ModelError(f"unknown model {config.model!r}; registered models: {', '.join(sorted(MODELS))}")
         run_suite(config, console)
-    except USER_ERRORS as err:
-        _fail(err)
-    except OSError as err:
-        _fail(_os_error(err))
 
 
 @app.command()
@@ -283,7 +283,7 @@ def audit(
     """Audit an unlearned checkpoint against the original (and the oracle): MIA, CKA/RUS, recovery, reconstruction."""
     from unlearnkit.audit.checkpoints import audit_checkpoints
 
-    try:
+    with _user_errors():
         families = tuple(f for f in FAMILIES if f not in skip)
         if set(skip) - set(FAMILIES):
             raise AuditError(f"--skip {sorted(set(skip) - set(FAMILIES))} is not an audit family; choose from {list(FAMILIES)}")
@@ -293,8 +293,6 @@ def audit(
             checkpoints, dataset, task, out, config, data_root=data_root, request_seed=request_seed,
             train_size=train_size, test_size=test_size, device=device.value, console=console,
         )
-    except USER_ERRORS as err:
-        _fail(err)
     console.print(f"audited {', '.join(document['models'])}: {out / 'report.md'}")
 
 
