@@ -265,3 +265,13 @@ def test_summarise_keeps_models_and_datasets_apart():
     with pytest.raises(ValueError, match="mix 3 dataset/model settings"):
         summarise(rows)
     assert summarise(rows[:1])[("class:3", "ft")]["forget_acc"] == (10.0, 0.0, 1)
+
+
+def test_report_lists_references_first_then_methods_in_the_order_they_were_run():
+    from unlearnkit.report import summarise
+
+    def row(method, seed):
+        return {"dataset": "digits", "model": "mlp", "task": "class:3", "method": method, "seed": seed, "forget_acc": 1.0}
+
+    rows = [row(m, 0) for m in ("scrub", "ft", "retrain", "original", "ga")] + [row("ft", 1), row("scrub", 1)]
+    assert [method for _, method in summarise(rows)] == ["original", "retrain", "scrub", "ft", "ga"]

@@ -391,3 +391,15 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "starting over" in again.output, again.output
     assert len(_rows(out)) == len(methods) and all(r["recipe"]["epochs"] != 99 for r in _rows(out))
     assert len((out / "results.previous.jsonl").read_text().splitlines()) == len(methods)
+
+
+def test_the_command_prints_a_warning_as_one_line(monkeypatch) -> None:
+    import warnings
+
+    from unlearnkit import cli
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    monkeypatch.setattr(cli, "app", lambda prog_name: None)
+    cli.main()
+    line = warnings.formatwarning(UserWarning("the data root is not read"), UserWarning, "/x/digits.py", 40, "src")
+    assert line == "warning: the data root is not read\n"

@@ -422,6 +422,12 @@ def test_digits_fixed_split() -> None:
     assert load_dataset("digits").fingerprint() == ds.fingerprint()
 
 
+def test_digits_warns_that_a_data_root_is_not_read(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="digits ships with scikit-learn.*imagefolder"):
+        ds = load_dataset("digits", root=tmp_path)
+    assert ds.fingerprint() == load_dataset("digits").fingerprint()
+
+
 def test_registry_lists_the_loaders() -> None:
     assert {"digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder"} <= set(available_datasets())
     assert (dataset_info("digits").crop_pad, dataset_info("digits").flip) == (0, False)

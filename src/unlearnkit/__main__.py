@@ -1,5 +1,5 @@
 """``python -m unlearnkit`` runs the command line."""
 
-from unlearnkit.cli import app
+from unlearnkit.cli import main
 
-app(prog_name="unlearnkit")
+main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -321,3 +322,14 @@ def list_registered() -> None:
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _warning_line(message: Warning | str, *_: object, **__: object) -> str:
+    # A user of the command line needs the advice, not the library source line that raised it.
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    """The ``unlearnkit`` command: the Typer app, with warnings printed as one ``warning:`` line."""
+    warnings.formatwarning = _warning_line  # set here, not on import, so library users keep Python's format
+    app(prog_name="unlearnkit")

@@ -48,12 +48,15 @@ def summarise_settings(
     rows: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
 ) -> dict[tuple[str, str, str, str], dict[str, tuple[float, float, int]]]:
     """``{(dataset, model, task, method): {metric: (mean, std, n)}}`` over seeds, the std with
-    ``ddof=0`` (population); the latest row per seed counts, reference rows come first."""
+    ``ddof=0`` (population); the latest row per seed counts. Reference rows come first, then the
+    methods in the order they first appear in ``rows`` (the ``--methods`` order for a bench file)."""
     grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in latest_rows(list(rows)):
+    rows = list(rows)
+    for row in latest_rows(rows):
         if "skipped" not in row:  # a method that does not apply to this task has no entry
             grouped[(row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])].append(row)
-    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3]), k[3]))
+    seen = _first_seen(row["method"] for row in rows)  # bench writes rows in --methods order
+    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3]), seen[k[3]]))
     return {key: _statistics(grouped[key], columns) for key in order}
 
 
@@ -88,6 +91,13 @@ AUDIT_CAPTION = (
     "FM / Probe: recovered accuracy %; PSNR/SSIM: gradient inversion of D_f. Judge each against the oracle row; "
     + STD_NOTE
 )
+
+
+def _first_seen(methods: Iterable[str]) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for method in methods:
+        seen.setdefault(method, len(seen))
+    return seen
 
 
 def _method_rank(method: str) -> int:

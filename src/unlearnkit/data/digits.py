@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,17 @@ def load_digits_dataset(root: Path | None, cache_dir: Path) -> Dataset:
 
     The split is ``train_test_split(test_size=0.2, random_state=0, stratify=labels)``: 1,437 train
     and 360 test images, the same on every machine (each split kept in the original order).
-    ``root`` and ``cache_dir`` are ignored (the data ships inside scikit-learn and loads in
-    milliseconds).
+    ``root`` and ``cache_dir`` are not used (the data ships inside scikit-learn and loads in
+    milliseconds); a ``root`` given anyway gets a warning rather than being dropped silently.
     """
     from sklearn.model_selection import train_test_split
+
+    if root is not None:
+        warnings.warn(
+            f"digits ships with scikit-learn, so the data root {root} is not read; for your own files use "
+            "--dataset imagefolder (or load_dataset('imagefolder', root=...))",
+            stacklevel=2,
+        )
 
     images, labels = digits_arrays()
     train_idx, test_idx = train_test_split(
