@@ -98,6 +98,13 @@ def _one_epoch_config(tmp_path, methods, **changes) -> BenchConfig:
     return replace(config, **changes)
 
 
+def test_a_row_keeps_the_methods_single_number_diagnostics(tmp_path):
+    rows = {r["method"]: r for r in run_bench(_one_epoch_config(tmp_path, ["ssd", "salun"]))}
+    assert 0.0 <= rows["ssd"]["record"]["dampened_fraction"] <= 1.0
+    assert 0.0 < rows["salun"]["record"]["mask_fraction"] <= 1.0
+    assert rows["salun"]["steps"] >= 1 and "record" not in rows["original"]
+
+
 def _cached_models(tmp_path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "cache" / "models").iterdir())
 

@@ -398,7 +398,14 @@ class _Cell:
             return None, float("nan"), {"hparams": hparams, "error": str(err)}
         finally:
             self.progress.remove_task(task)
-        return future, record.time_s, {"hparams": record.hparams, "steps": record.steps, "access": record.access} | audited
+        details = {"hparams": record.hparams, "steps": record.steps, "access": record.access, "record": scalar_details(record.extra)}
+        return future, record.time_s, details | audited
+
+
+def scalar_details(extra: dict[str, Any]) -> dict[str, Any]:
+    """The single-number diagnostics a method reports (e.g. ``iu``'s ``relative_update``, ``ssd``'s
+    ``dampened_fraction``), kept in the row; per-step lists stay in the in-memory record."""
+    return {key: value for key, value in extra.items() if isinstance(value, int | float | str | bool)}
 
 
 def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):
