@@ -99,10 +99,19 @@ def _one_epoch_config(tmp_path, methods, **changes) -> BenchConfig:
 
 
 def test_a_row_keeps_the_methods_single_number_diagnostics(tmp_path):
-    rows = {r["method"]: r for r in run_bench(_one_epoch_config(tmp_path, ["ssd", "salun"]))}
+    import numpy as np
+    import torch
+
+    from unlearnkit.bench import scalar_details
+
+    run_bench(_one_epoch_config(tmp_path, ["ssd", "salun"]))
+    rows = {r["method"]: r for r in read_results(tmp_path / "out" / "results.jsonl")}  # what the file keeps
     assert 0.0 <= rows["ssd"]["record"]["dampened_fraction"] <= 1.0
     assert 0.0 < rows["salun"]["record"]["mask_fraction"] <= 1.0
     assert rows["salun"]["steps"] >= 1 and "record" not in rows["original"]
+    extra = {"a": np.float32(0.5), "b": np.int64(3), "c": torch.tensor(2.0), "per_step": [1.0, 2.0], "d": "x"}
+    assert scalar_details(extra) == {"a": 0.5, "b": 3, "c": 2.0, "d": "x"}
+    assert all(type(v) in (float, int, str) for v in scalar_details(extra).values())
 
 
 def _cached_models(tmp_path) -> list[str]:
@@ -275,10 +284,21 @@ def test_summarise_keeps_models_and_datasets_apart():
 
 
 def test_report_lists_references_first_then_methods_in_the_order_they_were_run():
-    from unlearnkit.report import summarise
+    from unlearnkit.report import residual_rows, summarise
 
     def row(method, seed):
-        return {"dataset": "digits", "model": "mlp", "task": "class:3", "method": method, "seed": seed, "forget_acc": 1.0}
+        return {"dataset": "digits", "model": "mlp", "task": "class:3", "method": method, "seed": seed, "forget_acc": 1.0,
+                "mia_entropy_lr": {"original": 80.0, "retrain": 0.0}.get(method, 40.0)}
 
     rows = [row(m, 0) for m in ("scrub", "ft", "retrain", "original", "ga")] + [row("ft", 1), row("scrub", 1)]
     assert [method for _, method in summarise(rows)] == ["original", "retrain", "scrub", "ft", "ga"]
+    assert [method for _, method in residual_rows(rows)] == ["scrub", "ft", "ga"]  # the audit table agrees
+
+
+def test_the_results_file_keeps_the_methods_order_even_when_a_row_is_ready_first(tmp_path):
+    from unlearnkit.report import summarise
+
+    config = _one_epoch_config(tmp_path, ["ft", "pour-p"], tasks=["random:0.1"])  # pour-p is skipped: ready at once
+    run_bench(config)
+    assert [r["method"] for r in read_results(tmp_path / "out" / "results.jsonl")] == ["original", "retrain", "ft", "pour-p"]
+    assert [m for _, m in summarise(read_results(tmp_path / "out" / "results.jsonl"))] == ["original", "retrain", "ft"]

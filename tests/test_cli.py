@@ -403,3 +403,13 @@ def test_the_command_prints_a_warning_as_one_line(monkeypatch) -> None:
     cli.main()
     line = warnings.formatwarning(UserWarning("the data root is not read"), UserWarning, "/x/digits.py", 40, "src")
     assert line == "warning: the data root is not read\n"
+
+
+def test_the_installed_command_and_python_m_both_go_through_main() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["unlearnkit"] == "unlearnkit.cli:main"
+    assert "main()" in (root / "src" / "unlearnkit" / "__main__.py").read_text()

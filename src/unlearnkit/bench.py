@@ -300,16 +300,18 @@ class _RowWriter:
                 pending.add_done_callback(lambda _: self.write_ready())
 
     def write_ready(self) -> None:
-        """Append every row whose scoring has finished; a failed scoring is left for :meth:`write_all`."""
+        """Append the rows, in plan order, up to the first whose scoring is still running (scoring
+        takes seconds, so a row waits little; the file keeps the ``--methods`` order that
+        ``report`` shows). A failed scoring is left for :meth:`write_all`."""
         if not _succeeded(self.oracle_scores):
             return
         with self.lock:
-            for entry in [e for e in self.waiting if e[1] is None or _succeeded(e[1])]:
+            while self.waiting and (self.waiting[0][1] is None or _succeeded(self.waiting[0][1])):
                 try:
-                    self._append(*entry)
+                    self._append(*self.waiting[0])
                 except Exception:  # noqa: BLE001 - a callback's error is only logged: keep the row for write_all, which raises it
                     return
-                self.waiting = [e for e in self.waiting if e is not entry]  # identity: rows hold floats and dicts
+                self.waiting.pop(0)
 
     def write_all(self) -> None:
         """Wait for every scoring, then append the remaining rows (raises a scoring's exception)."""
@@ -404,8 +406,15 @@ class _Cell:
 
 def scalar_details(extra: dict[str, Any]) -> dict[str, Any]:
     """The single-number diagnostics a method reports (e.g. ``iu``'s ``relative_update``, ``ssd``'s
-    ``dampened_fraction``), kept in the row; per-step lists stay in the in-memory record."""
-    return {key: value for key, value in extra.items() if isinstance(value, int | float | str | bool)}
+    ``dampened_fraction``), kept in the row; numpy and one-element tensor scalars become Python
+    numbers, and per-step lists stay in the in-memory record."""
+    details = {}
+    for key, value in extra.items():
+        if getattr(value, "ndim", None) == 0:  # np.float32(1.0), torch.tensor(1.0)
+            value = value.item()
+        if isinstance(value, int | float | str | bool):
+            details[key] = value
+    return details
 
 
 def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):

@@ -49,7 +49,9 @@ def summarise_settings(
 ) -> dict[tuple[str, str, str, str], dict[str, tuple[float, float, int]]]:
     """``{(dataset, model, task, method): {metric: (mean, std, n)}}`` over seeds, the std with
     ``ddof=0`` (population); the latest row per seed counts. Reference rows come first, then the
-    methods in the order they first appear in ``rows`` (the ``--methods`` order for a bench file)."""
+    methods in the order they first appear in ``rows``: ``bench`` writes each cell in ``--methods``
+    order, so a file shows the order of the run that first wrote each method (a resumed run with
+    a reordered ``--methods`` keeps the earlier order)."""
     grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     rows = list(rows)
     for row in latest_rows(rows):
@@ -162,7 +164,9 @@ def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
             values = (row.get(key), original.get(key), oracle.get(key))
             if None not in values:
                 grouped[(row["task"], row["method"])][key].append(metric_residual(key, *values))
-    return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in d.items()} for k, d in sorted(grouped.items())}
+    seen = _first_seen(row["method"] for row in rows)
+    order = sorted(grouped, key=lambda k: (k[0], seen[k[1]]))  # the same method order as the results table
+    return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in grouped[k].items()} for k in order}
 
 
 def _cell_of(row: dict[str, Any]) -> tuple:

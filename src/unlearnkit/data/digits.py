@@ -39,7 +39,7 @@ def load_digits_dataset(root: Path | None, cache_dir: Path) -> Dataset:
         warnings.warn(
             f"digits ships with scikit-learn, so the data root {root} is not read; for your own files use "
             "--dataset imagefolder (or load_dataset('imagefolder', root=...))",
-            stacklevel=2,
+            stacklevel=3,  # the caller of load_dataset, the one entry point
         )
 
     images, labels = digits_arrays()
