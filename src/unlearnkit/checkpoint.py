@@ -138,14 +138,14 @@ def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a toolkit model from a checkpoint's ``model_spec`` and load its weights."""
-    from unlearnkit.models import build_model
+    from unlearnkit.models import build_from_spec
 
     meta = read_sidecar(path)
     spec = meta.get("model_spec")
     if not spec:
         raise CheckpointError(f"{path} has no model_spec in its sidecar; build the model yourself and call load_state "
                               "(to audit your own architecture, pass the loaded modules to unlearnkit.audit.run_audit)")
-    model = build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
+    model = build_from_spec(spec)
     load_state(model, path)
     return model.to(device), meta
 

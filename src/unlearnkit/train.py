@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from unlearnkit.checkpoint import CheckpointError, load_state, read_sidecar, read_tensors, save_tensors
 from unlearnkit.data import Augment, Dataset, DeviceImages, available_datasets, dataset_info
 from unlearnkit.inference import accuracy
-from unlearnkit.models import build_model
+from unlearnkit.models import build_from_spec
 from unlearnkit.runtime import autocast, cpu_generator, to_device
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ class TrainJob:
 
 def _initial_model(spec: dict[str, Any], seed: int) -> nn.Module:
     torch.manual_seed(seed)  # the initialisation is part of what the seed determines
-    return build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
+    return build_from_spec(spec)
 
 
 def train_cached(

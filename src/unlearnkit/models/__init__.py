@@ -3,7 +3,14 @@
 from unlearnkit.models import cnn, mlp, resnet  # noqa: F401  (registers the models)
 from unlearnkit.models.adapter import ClassifierAdapter, as_classifier, features, head, reinitialize
 from unlearnkit.models.layers import Classifier, Normalize
-from unlearnkit.models.registry import MODELS, ModelError, available_models, build_model, register_model
+from unlearnkit.models.registry import (
+    MODELS,
+    ModelError,
+    available_models,
+    build_from_spec,
+    build_model,
+    register_model,
+)
 
 __all__ = [
     "MODELS",
@@ -13,6 +20,7 @@ __all__ = [
     "Normalize",
     "as_classifier",
     "available_models",
+    "build_from_spec",
     "build_model",
     "features",
     "head",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch.nn as nn
 
@@ -54,6 +55,12 @@ def build_model(
     if len(mean) != channels or len(std) != channels:
         raise ModelError(f"mean/std need {channels} values (one per channel); got {len(mean)} and {len(std)}")
     return MODELS[name].build(num_classes=num_classes, image_shape=tuple(image_shape), mean=mean, std=std)
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """The model a ``model_spec`` describes (a checkpoint sidecar's ``name``, ``num_classes``,
+    ``image_shape``, ``mean`` and ``std``), freshly initialised."""
+    return build_model(spec["name"], spec["num_classes"], spec["image_shape"], spec["mean"], spec["std"])
 
 
 def available_models() -> list[str]:
