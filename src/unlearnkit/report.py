@@ -49,16 +49,14 @@ def summarise_settings(
 ) -> dict[tuple[str, str, str, str], dict[str, tuple[float, float, int]]]:
     """``{(dataset, model, task, method): {metric: (mean, std, n)}}`` over seeds, the std with
     ``ddof=0`` (population); the latest row per seed counts. Reference rows come first, then the
-    methods in the order they first appear in ``rows``: ``bench`` writes each cell in ``--methods``
-    order, so a file shows the order of the run that first wrote each method (a resumed run with
-    a reordered ``--methods`` keeps the earlier order)."""
+    methods of each task in the order they first appear in ``rows``: ``bench`` writes each cell in
+    ``--methods`` order, so a file shows the order of the run that first wrote each method (a
+    resumed run with a reordered ``--methods`` keeps the earlier order)."""
     grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    rows = list(rows)
-    for row in latest_rows(rows):
+    for row in latest_rows(list(rows)):  # first-seen order, which the stable sort keeps among methods
         if "skipped" not in row:  # a method that does not apply to this task has no entry
             grouped[(row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])].append(row)
-    seen = _first_seen(row["method"] for row in rows)  # bench writes rows in --methods order
-    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3]), seen[k[3]]))
+    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3])))
     return {key: _statistics(grouped[key], columns) for key in order}
 
 
@@ -93,13 +91,6 @@ AUDIT_CAPTION = (
     "FM / Probe: recovered accuracy %; PSNR/SSIM: gradient inversion of D_f. Judge each against the oracle row; "
     + STD_NOTE
 )
-
-
-def _first_seen(methods: Iterable[str]) -> dict[str, int]:
-    seen: dict[str, int] = {}
-    for method in methods:
-        seen.setdefault(method, len(seen))
-    return seen
 
 
 def _method_rank(method: str) -> int:
@@ -164,8 +155,7 @@ def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
             values = (row.get(key), original.get(key), oracle.get(key))
             if None not in values:
                 grouped[(row["task"], row["method"])][key].append(metric_residual(key, *values))
-    seen = _first_seen(row["method"] for row in rows)
-    order = sorted(grouped, key=lambda k: (k[0], seen[k[1]]))  # the same method order as the results table
+    order = sorted(grouped, key=lambda k: k[0])  # stable: methods keep first-seen order, as in the results table
     return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in grouped[k].items()} for k in order}
 
 
