@@ -247,10 +247,8 @@ def report(
         _fail(ValueError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}"))
     if not rows:
         _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
-    try:
+    with _user_errors():
         check_rows(rows, str(path))
-    except ValueError as err:
-        _fail(err)
     columns = AUDIT_COLUMNS if audit else COLUMNS
     if residuals:
         if not any(key in row for row in rows for key in AUDIT_METRICS):
