@@ -13,7 +13,8 @@ import torch.nn as nn
 
 import unlearnkit as uk
 from unlearnkit.bench import BenchConfig
-from unlearnkit.data import Augment
+from unlearnkit.audit import AuditError, run_audit
+from unlearnkit.data import Augment, DataError
 from unlearnkit.methods import METHODS, MethodError, make_params
 from unlearnkit.metrics import NonFiniteOutputError, compute_outputs
 from unlearnkit.models import ClassifierAdapter, ModelError
@@ -237,3 +238,126 @@ def test_random_request_reads_numpy_amounts(own_data, amount, count):
 def test_random_request_refuses_bools(own_data, amount):
     with pytest.raises(RequestError, match="bool"):
         uk.random_request(own_data, amount)
+
+
+# --- 8. a user's model: named features/head that are not the penultimate layer, frozen, float64 -----
+
+
+class NamedFeaturesWithHiddenLayer(nn.Module):
+    """Has ``features`` and a linear ``head``, but a hidden layer sits between them."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.fc1 = nn.Linear(16, 16)
+        self.head = nn.Linear(16, len(CLASSES))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc1(self.features(x))))
+
+
+class ConvFeatures(nn.Module):
+    """VGG-style: ``features`` are conv maps, the classifier flattens them."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(256, len(CLASSES))
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+@pytest.mark.parametrize("model_type", [NamedFeaturesWithHiddenLayer, ConvFeatures])
+def test_a_model_whose_features_and_head_do_not_compose_is_refused_with_the_fix(request_01, splits, model_type, tmp_path):
+    with pytest.raises(ModelError, match=r"as_classifier\(model, head="):
+        uk.unlearn(model_type(), request_01, "ft", device=CPU, splits=splits, epochs=1)
+    with pytest.raises(AuditError, match=r"the original model: .*as_classifier\(model, head="):
+        run_audit(request_01, splits, {"original": model_type()}, tmp_path / "audit")
+    wrapped = uk.as_classifier(model_type(), head="head")  # the fix the message names
+    uk.unlearn(wrapped, request_01, "ft", device=CPU, splits=splits, epochs=1)
+
+
+def test_a_head_registered_before_another_linear_is_named_in_the_error():
+    class FcFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(32, len(CLASSES))
+            self.proj = nn.Linear(64, 32)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.proj(x.flatten(1))))
+
+    adapter = uk.as_classifier(FcFirst())
+    with pytest.raises(ModelError, match=r"'proj'.*as_classifier\(model, head='name'\).*fc, proj"):
+        adapter.features(torch.zeros(1, 1, 8, 8))
+    assert uk.as_classifier(FcFirst(), head="fc").features(torch.zeros(1, 1, 8, 8)).shape == (1, 32)
+
+
+def test_a_fully_frozen_model_is_refused_and_stays_frozen(request_01, splits):
+    model = user_model().requires_grad_(False)
+    with pytest.raises(ModelError, match="frozen.*requires_grad_"):
+        uk.unlearn(model, request_01, "ft", device=CPU, splits=splits, epochs=1)
+    assert not any(p.requires_grad for p in model.parameters())
+    partly = user_model()
+    partly[1].requires_grad_(False)  # a frozen first layer is the user's choice and is kept
+    unlearned, _ = uk.unlearn(partly, request_01, "ft", device=CPU, splits=splits, epochs=1, lr=0.5)
+    assert torch.equal(unlearned.module[1].weight, partly[1].weight)
+
+
+def test_a_float64_model_is_refused_by_name(request_01, splits):
+    model = user_model().double()
+    with pytest.raises(ModelError, match="float64 parameters.*model.float()"):
+        uk.unlearn(model, request_01, "ft", device=CPU, splits=splits, epochs=1)
+    with pytest.raises(ModelError, match="float64 parameters"):
+        uk.evaluate(model, request_01, splits)
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, None, -1, True])
+def test_unlearn_refuses_a_seed_that_is_not_a_non_negative_integer(request_01, splits, seed):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        uk.unlearn(user_model(), request_01, "ft", device=CPU, splits=splits, seed=seed)
+
+
+def test_mia_without_retained_test_samples_is_a_clear_error():
+    only_a = uk.ImageData(np.zeros((4, 1, 8, 8), np.uint8), np.zeros(4, np.int64), CLASSES)
+    data = uk.Dataset("my-own-arrays", own_split(40, seed=0), only_a)
+    request = uk.make_request(data, "class:a")
+    with pytest.raises(ValueError, match="MIA-efficacy needs test samples of the retained classes"):
+        uk.evaluate(user_model(), request, place(request, CPU))
+    assert "mia" not in uk.evaluate(user_model(), request, place(request, CPU), metrics="accuracy")
+
+
+# --- 9. one's own arrays are checked: labels, names, layout --------------------------------------------
+
+
+def test_image_data_refuses_fractional_labels_and_takes_whole_floats_and_lists():
+    images = np.zeros((3, 1, 8, 8), np.uint8)
+    with pytest.raises(DataError, match="whole numbers.*0.9"):
+        uk.ImageData(images, np.array([0.9, 1.9, 2.9]), CLASSES)
+    assert uk.ImageData(images, np.array([0.0, 1.0, 2.0]), CLASSES).labels.dtype == np.int64
+    assert uk.ImageData(images, [0, 1, 2], list(CLASSES)).class_names == CLASSES
+    assert list(uk.ImageData(images, torch.tensor([0, 1, 2]), CLASSES).labels) == [0, 1, 2]
+    with pytest.raises(DataError, match="integer class indices"):
+        uk.ImageData(images, np.array(["a", "b", "c"]), CLASSES)
+
+
+def test_image_data_refuses_repeated_class_names():
+    with pytest.raises(DataError, match="distinct.*repeated: a"):
+        uk.ImageData(np.zeros((2, 1, 8, 8), np.uint8), np.array([0, 1]), ("a", "a", "b"))
+
+
+def test_image_data_refuses_channels_last_images_with_the_transpose():
+    with pytest.raises(DataError, match=r"look like \(N, H, W, C\).*transpose\(0, 3, 1, 2\)"):
+        uk.ImageData(np.zeros((2, 16, 16, 3), np.uint8), np.array([0, 1]), CLASSES)
+
+
+@pytest.mark.parametrize(("spec", "match"), [("random:5.0", "give the whole number 5"), ("random:1.0", "whole number 1")])
+def test_a_whole_float_amount_hints_at_the_count(own_data, spec, match):
+    with pytest.raises(RequestError, match=match):
+        uk.make_request(own_data, spec)
+
+
+def test_a_signed_count_is_a_count(own_data):
+    assert len(uk.make_request(own_data, "random:+5").forget_idx) == 5

@@ -165,3 +165,43 @@ def test_residual_table_of_a_bench_run_uses_each_seeds_references() -> None:
     assert math.isnan(table[("class:3", "ft")]["recon_psnr"])  # references 0.1-0.2 dB apart: below resolution
     assert "| class:3 | ft | **0.38** | n/a |" not in residual_markdown(rows)  # 0.375 is not above 0.5
     assert "| class:3 | ft | 0.38 | n/a |" in residual_markdown(rows)
+
+
+def test_run_audit_reads_the_output_width_of_a_users_module(tmp_path, class_3, original) -> None:
+    # A plain user module has no `head` attribute to read a width from: its outputs are checked.
+    narrow = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 7))
+    with pytest.raises(AuditError, match="the unlearned model: the model has 7 outputs"):
+        run_audit(class_3, place(class_3, CPU), {"original": original, "unlearned": narrow}, tmp_path, FAST)
+
+
+def test_audit_config_takes_one_family_by_name_and_refuses_fractional_budgets() -> None:
+    assert AuditConfig(families="membership").families == ("membership",)
+    with pytest.raises(AuditError, match="reconstruction_samples must be a whole number; got 1.5"):
+        AuditConfig(reconstruction_samples=1.5)
+
+
+@pytest.mark.parametrize(
+    ("share", "text"),
+    [(0.1, "0.10"), (-0.1, "-0.10"), (0.7, "0.70 **shallow**"), (1.1, "1.10 **shallow**"),
+     (2.59, "2.59 **beyond original**"), (-1.98, "-1.98 *past oracle*"), (float("nan"), "n/a")],
+)
+def test_residuals_outside_the_references_are_read_as_such(share, text) -> None:
+    from unlearnkit.audit.report import residual_text
+
+    assert residual_text(share) == text
+
+
+def test_report_settings_line_lists_families_plainly(tmp_path, class_3, original) -> None:
+    run_audit(class_3, place(class_3, CPU), {"original": original}, tmp_path, replace(FAST, families=("membership",)))
+    settings = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Audit settings"))
+    assert "families: membership;" in settings and "(" not in settings
+
+
+@pytest.mark.parametrize(("value", "cell"), [(150.0, "**1.88** (beyond)"), (-40.0, "-0.50 (past)"), (60.0, "**0.75**"), (10.0, "0.12")])
+def test_residual_table_marks_values_outside_the_references(value, cell) -> None:
+    from unlearnkit.report import residual_markdown
+
+    rows = [{"task": "class:3", "method": m, "seed": 0, "mia_entropy_lr": v} for m, v in (("original", 80.0), ("retrain", 0.0), ("ft", value))]
+    table = residual_markdown(rows)
+    assert f"| class:3 | ft | {cell} |" in table
+    assert "(beyond) above 1.2 = further from the oracle than the original" in table

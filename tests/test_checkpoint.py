@@ -54,3 +54,43 @@ def test_a_damaged_cache_entry_is_refitted_and_replaced(tmp_path) -> None:
     assert len(fits) == 2 and torch.all(refitted[0].weight == 0.5)
     reloaded = cached_fit(nn.Sequential(nn.Linear(4, 3)), fit, key, tmp_path)
     assert len(fits) == 2 and torch.all(reloaded[0].weight == 0.5)  # the rewritten entry loads again
+
+
+def test_dotted_names_are_distinct_checkpoints(tmp_path) -> None:
+    first, second = nn.Sequential(nn.Linear(4, 3)), nn.Sequential(nn.Linear(4, 3))
+    assert save_checkpoint(first, tmp_path / "model.v1").name == "model.v1.safetensors"
+    save_checkpoint(second, tmp_path / "model.v2")
+    restored = nn.Sequential(nn.Linear(4, 3))
+    load_state(restored, tmp_path / "model.v1")
+    assert torch.equal(restored[0].weight, first[0].weight)
+    assert read_sidecar(tmp_path / "model.v1.safetensors") == {}
+    assert save_checkpoint(first, tmp_path / "plain.safetensors").name == "plain.safetensors"
+
+
+def test_a_folder_is_not_a_checkpoint_name(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="is a folder; give a checkpoint file name inside it"):
+        save_checkpoint(nn.Linear(4, 3), tmp_path)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        save_checkpoint(nn.Linear(4, 3), f"{tmp_path / 'new'}/")
+
+
+def test_a_pickle_file_is_named_as_such_not_as_missing(tmp_path) -> None:
+    (tmp_path / "w.pt").write_bytes(b"\x80\x04pickled")
+    with pytest.raises(CheckpointError, match=r"w\.pt is not a safetensors checkpoint.*never unpickles"):
+        load_state(nn.Linear(4, 3), tmp_path / "w.pt")
+
+
+def test_checkpoints_get_the_usual_file_mode_and_strict_json(tmp_path) -> None:
+    import json
+    import os
+    import stat
+
+    import numpy as np
+
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    path = save_checkpoint(nn.Linear(4, 3), tmp_path / "model", {"loss": float("nan"), "acc": np.float32(0.5), "ids": np.arange(2)})
+    for written in (path, path.with_suffix(".json")):
+        assert stat.S_IMODE(os.stat(written).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+    meta = json.loads(path.with_suffix(".json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert meta == {"loss": None, "acc": 0.5, "ids": [0, 1]}

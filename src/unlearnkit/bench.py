@@ -30,7 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnkit.audit import AuditConfig, Auditor
 from unlearnkit.audit.reconstruction import save_image_grid
-from unlearnkit.checkpoint import append_json_line, read_json_lines, save_checkpoint
+from unlearnkit.checkpoint import append_json_line, json_ready, read_json_lines, save_checkpoint
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
 from unlearnkit.metrics import DEFAULT_METRICS, compute_outputs, gap_to_oracle, score
@@ -158,7 +158,7 @@ def effective_hparams(config: BenchConfig, request: ForgetRequest, method: str) 
 
 def _plain(value: Any) -> Any:
     """``value`` as it reads back from results.jsonl (tuples become lists, NaN null), for comparison."""
-    return json.loads(json.dumps(_finite(value), default=_jsonable))
+    return json.loads(json.dumps(json_ready(value), default=str))
 
 
 def _finished_ids(config: BenchConfig, rows: list[dict[str, Any]], plan: list[tuple], results_path: Path) -> set[tuple]:
@@ -467,24 +467,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append one JSON row and flush it to disk, so a crash loses at most the row being written."""
-    append_json_line(path, _finite(row), default=_jsonable, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf (e.g. forgotten-class test accuracy of a random request) become null: strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
+    append_json_line(path, json_ready(row), default=str, allow_nan=False)  # NaN/inf (e.g. a random request's forgotten-class test accuracy) as null
 
 
 def environment() -> dict[str, str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
@@ -28,10 +30,29 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or does not fit the model."""
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode a plain open() would give a new file; mkstemp's temporary files are 0600, and a
+# checkpoint or report moved into place should be as readable as any other file the user writes.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder (created if needed), with the usual file mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -43,8 +64,26 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` for strict JSON: NaN/inf become null, numpy scalars numbers, arrays, tensors, tuples
+    and sets lists, dict keys strings (recursively); other objects are left to ``json.dumps``."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    """Write ``obj`` as strict JSON (:func:`json_ready`; anything else unknown as its ``str``), atomically."""
+    text = json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def read_json_lines(path: Path) -> list[Any]:
@@ -74,14 +113,21 @@ def sidecar_path(weights: Path) -> Path:
     return weights.with_suffix(".json")
 
 
+def weights_path(path: str | Path) -> Path:
+    """The weights file of a checkpoint named ``path``: ``path`` itself if it ends in ``.safetensors``,
+    else ``path`` with ``.safetensors`` appended (so ``model.v1`` and ``model.v2`` stay two checkpoints)."""
+    path = Path(path)
+    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Save ``tensors`` as safetensors, then the sidecar: a sidecar present means the pair is complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.chmod(tmp, _FILE_MODE)  # save_file writes the file anew, with mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -90,16 +136,17 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Save a model's ``state_dict`` and ``meta`` (must be JSON-serialisable) at ``path``."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    """Save a model's ``state_dict`` and ``meta`` (must be JSON-serialisable) as ``path``.safetensors
+    (:func:`weights_path`) plus its JSON sidecar; return the weights file's path."""
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file name inside it, e.g. {Path(path) / 'model'}")
+    path = weights_path(path)
     save_tensors(path, dict(model.state_dict()), meta or {})
     return path
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    side = sidecar_path(Path(path).with_suffix(".safetensors"))
+    side = sidecar_path(weights_path(path))
     if not side.exists():
         raise CheckpointError(f"checkpoint sidecar {side} is missing (an interrupted save?); re-create the checkpoint")
     try:
@@ -124,8 +171,14 @@ def read_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
 
 def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Load weights saved by :func:`save_checkpoint` into ``model``; return the sidecar."""
-    path = Path(path).with_suffix(".safetensors")
+    given, path = Path(path), weights_path(path)
     if not path.exists():
+        if given != path and given.is_file():
+            raise CheckpointError(
+                f"{given} is not a safetensors checkpoint (no {path.name} beside it); the toolkit never unpickles "
+                "files, so a torch.save file cannot be loaded: load it yourself if you trust it and re-save it "
+                "with unlearnkit.save_checkpoint"
+            )
         raise CheckpointError(f"no checkpoint at {path}")
     meta = read_sidecar(path)
     state = read_tensors(path)

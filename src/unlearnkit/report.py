@@ -15,6 +15,7 @@ import numpy as np
 from rich.table import Table
 
 from unlearnkit.audit import AUDIT_METRICS, metric_residual
+from unlearnkit.audit.report import RESIDUAL_MARGIN, residual_reading
 from unlearnkit.bench import latest_rows
 
 COLUMNS = (
@@ -165,15 +166,21 @@ def _cell_of(row: dict[str, Any]) -> tuple:
 
 
 def residual_markdown(rows: list[dict[str, Any]], shallow: float = 0.5) -> str:
-    """:func:`residual_rows` as Markdown; cells above ``shallow`` are bold (the attack still finds
-    most of the original's signal)."""
+    """:func:`residual_rows` as Markdown, each cell read as in the audit report
+    (:func:`~unlearnkit.audit.report.residual_reading`), then a legend line."""
     table = residual_rows(rows)
     keys = sorted({k for values in table.values() for k in values}, key=_audit_order)
     lines = ["| Task | Method | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
     for (task, method), values in table.items():
         cells = [_residual(values.get(k), shallow) for k in keys]
         lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    legend = (
+        f"Residual: 0 = where the oracle is, 1 = where the original is; **bold** above {shallow:g} = shallow (the attack "
+        f"still finds most of the original's signal); (beyond) above {1 + RESIDUAL_MARGIN:g} = further from the oracle "
+        f"than the original; (past) below {-RESIDUAL_MARGIN:g} = overshoots the oracle; n/a = the references are too "
+        "close or in the wrong order for the attack."
+    )
+    return "\n".join([*lines, "", legend])
 
 
 def _audit_order(key: str) -> int:
@@ -181,7 +188,12 @@ def _audit_order(key: str) -> int:
 
 
 def _residual(value: float | None, shallow: float) -> str:
+    reading = None if value is None else residual_reading(value, shallow)
     if value is None or np.isnan(value):
         return "n/a"
-    return f"**{value:.2f}**" if value > shallow else f"{value:.2f}"
+    if reading is None:
+        return f"{value:.2f}"
+    if reading == "past oracle":
+        return f"{value:.2f} (past)"
+    return f"**{value:.2f}**" + (" (beyond)" if reading == "beyond original" else "")
 

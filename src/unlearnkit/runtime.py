@@ -18,7 +18,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise ValueError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use 'cpu' or 'auto' (--device cpu on the command line)"
+        )
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
     return torch.device(device)
@@ -39,8 +41,16 @@ def to_device(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or a ValueError if it is not a non-negative integer (bools are not)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (every device) from one integer."""
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from unlearnkit.audit.auditor import AuditConfig
 from unlearnkit.audit.report import run_audit
-from unlearnkit.checkpoint import CheckpointError, load_model
+from unlearnkit.checkpoint import CheckpointError, load_model, weights_path
 from unlearnkit.data import Dataset, load_dataset
 from unlearnkit.runtime import resolve_device
 from unlearnkit.tasks import ForgetRequest, make_request, place
@@ -37,7 +37,7 @@ def audit_checkpoints(
     """
     target = resolve_device(device)
     for name, path in checkpoints.items():
-        if not Path(path).with_suffix(".safetensors").exists():
+        if not weights_path(path).exists():
             raise CheckpointError(f"--{name} {path}: no such checkpoint (expected a .safetensors file with a .json sidecar)")
     loaded = {name: load_model(path, target) for name, path in checkpoints.items()}
     models = {name: model for name, (model, _) in loaded.items()}

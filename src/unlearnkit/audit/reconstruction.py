@@ -30,8 +30,7 @@ PSNR/SSIM against the true image means deeper forgetting (spec 7).
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from unlearnkit.audit.recovery import AuditError
+from unlearnkit.checkpoint import atomic_write_bytes
 from unlearnkit.runtime import eval_mode
 
 DEFAULT_STEPS = 1000
@@ -185,27 +185,21 @@ def reconstruction_audit(
 def save_image_grid(
     true_images: torch.Tensor,
     reconstructions: Mapping[str, torch.Tensor],
-    path: str | os.PathLike,
+    path: str | Path,
     *,
     panel_inches: float = 1.2,
     dpi: int = 100,
 ) -> Path:
     """Write one PNG: a row per sample, columns "true" then each model's reconstruction.
 
-    The file is written to a temporary file in the same folder and moved into place with
-    ``os.replace``, so a failed write leaves no partial file (and an older file intact).
+    The PNG is rendered in memory and written atomically, so a failed write leaves no partial
+    file (and an older file intact).
     """
     figure = image_grid_figure(true_images, reconstructions, panel_inches=panel_inches, dpi=dpi)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=dpi)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, png.getvalue())
     return target
 
 

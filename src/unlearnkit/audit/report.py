@@ -18,9 +18,14 @@ from unlearnkit.audit.auditor import AUDIT_METRICS, AuditConfig, Auditor, metric
 from unlearnkit.audit.reconstruction import save_image_grid
 from unlearnkit.audit.recovery import AuditError
 from unlearnkit.checkpoint import atomic_write_bytes, atomic_write_json
+from unlearnkit.models import ModelError, as_classifier
 from unlearnkit.tasks import DeviceSplits, ForgetRequest
+from unlearnkit.tasks.compatibility import check_compatible
 
 SHALLOW_RESIDUAL = 0.5  # an attack that still finds more than half the original's signal flags the model
+# [I] How far past 1 (or below 0) a residual must lie to read as beyond the original (past the
+# oracle): one run's attack scores are noisy, so 1.05 reads as "at the original", not beyond it.
+RESIDUAL_MARGIN = 0.2
 
 
 def run_audit(
@@ -36,7 +41,11 @@ def run_audit(
     ``reconstruction.png`` under ``out``. Returns the JSON document."""
     if "original" not in models:
         raise AuditError("models must include 'original' (the model before unlearning)")
-    _check_label_space(models, request)
+    for name, model in models.items():
+        try:
+            check_compatible(as_classifier(model), request, splits, trainable=False)
+        except ModelError as err:
+            raise AuditError(f"the {name} model: {err}") from err
     auditor = Auditor(request, splits, models["original"], models.get("oracle"), config)
     results = {name: auditor.audit(model, name) for name, model in models.items()}
     out = Path(out)
@@ -69,7 +78,11 @@ def markdown_report(document: dict[str, Any], grid_name: str | None = None) -> s
         "Read every attack against the references: the oracle (retrained without the forget set) is",
         "what forgotten looks like, the original what not forgotten looks like. *Residual* is where",
         "the unlearned model lies between them (0 = oracle, 1 = original); above",
-        f"{SHALLOW_RESIDUAL} the attack still finds most of the original's signal (**shallow**). Where the",
+        f"{SHALLOW_RESIDUAL} the attack still finds most of the original's signal (**shallow**). Above",
+        f"{1 + RESIDUAL_MARGIN:g} the unlearned model reads further from the oracle than the original does (**beyond",
+        "original**: it moved, but not towards the oracle); below",
+        f"{-RESIDUAL_MARGIN:g} it overshoots the oracle (*past oracle*: more forgotten-looking than a retrained",
+        "model, which an attacker can notice too). Where the",
         "references differ by less than the metric's resolution (2 points for percentages, 0.02 for",
         "CKA and SSIM, 0.5 dB for PSNR) the attack cannot tell them apart and no residual is given;",
         "nor is one given where the oracle reads as less forgotten than the original (the references",
@@ -80,7 +93,8 @@ def markdown_report(document: dict[str, Any], grid_name: str | None = None) -> s
     lines += _table(models, names)
     if grid_name:
         lines += ["", "## Gradient-inversion reconstructions", "", f"![reconstructions]({grid_name})", ""]
-    lines += ["", "Audit settings: " + ", ".join(f"{k}={v}" for k, v in document["config"].items()), ""]
+    settings = {k: ", ".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in document["config"].items()}
+    lines += ["", "Audit settings: " + "; ".join(f"{k}: {v}" for k, v in settings.items()), ""]
     return "\n".join(lines)
 
 
@@ -106,21 +120,31 @@ def _residual_cell(models: dict[str, dict[str, float]], key: str) -> str:
     share = metric_residual(key, *values)
     if math.isnan(share):
         return "n/a (references too close or reversed)"
-    return f"{share:.2f}" + (" **shallow**" if share > SHALLOW_RESIDUAL else "")
+    return residual_text(share)
+
+
+def residual_reading(share: float, shallow: float = SHALLOW_RESIDUAL, margin: float = RESIDUAL_MARGIN) -> str | None:
+    """How to read a residual: ``"beyond original"`` above ``1 + margin`` (further from the oracle
+    than the original is), ``"shallow"`` above ``shallow``, ``"past oracle"`` below ``-margin``
+    (overshoots the oracle), else None (near the oracle, or undefined)."""
+    if math.isnan(share):
+        return None
+    if share > 1 + margin:
+        return "beyond original"
+    if share > shallow:
+        return "shallow"
+    return "past oracle" if share < -margin else None
+
+
+def residual_text(share: float) -> str:
+    """A residual with its reading, as in the audit report: ``1.73 **beyond original**``."""
+    reading = residual_reading(share)
+    if reading is None:
+        return "n/a" if math.isnan(share) else f"{share:.2f}"
+    return f"{share:.2f} " + (f"*{reading}*" if reading == "past oracle" else f"**{reading}**")
 
 
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-
-
-def _check_label_space(models: dict[str, nn.Module], request: ForgetRequest) -> None:
-    for name, model in models.items():
-        head = getattr(model, "head", None)
-        width = getattr(head, "out_features", None)
-        if width is not None and width != request.num_classes:
-            raise AuditError(
-                f"the {name} model has {width} outputs but the request's label space has {request.num_classes} classes; "
-                "audit it with the dataset and task it was trained on"
-            )

@@ -35,16 +35,10 @@ class ImageData:
     coarse_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise DataError(
-                f"images must be a uint8 array of shape (N, C, H, W); got dtype {self.images.dtype} "
-                f"and shape {self.images.shape}"
-            )
-        if self.labels.shape != (len(self.images),):
-            raise DataError(
-                f"labels must have shape ({len(self.images)},) to match the images; got {self.labels.shape}"
-            )
-        object.__setattr__(self, "labels", self.labels.astype(np.int64, copy=False))
+        object.__setattr__(self, "images", np.asarray(self.images))
+        _check_images(self.images)
+        object.__setattr__(self, "labels", _integer_labels("labels", self.labels, len(self.images)))
+        object.__setattr__(self, "class_names", _unique_names("class_names", self.class_names))
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise DataError(
                 f"labels must lie in [0, {len(self.class_names)}) for {len(self.class_names)} class names; "
@@ -53,7 +47,8 @@ class ImageData:
         if (self.coarse_labels is None) != (self.coarse_names is None):
             raise DataError("coarse_labels and coarse_names must be given together")
         if self.coarse_labels is not None:
-            object.__setattr__(self, "coarse_labels", self.coarse_labels.astype(np.int64, copy=False))
+            object.__setattr__(self, "coarse_labels", _integer_labels("coarse_labels", self.coarse_labels, len(self.images)))
+            object.__setattr__(self, "coarse_names", _unique_names("coarse_names", self.coarse_names))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -157,3 +152,36 @@ def stratified_sample(split: ImageData, size: int | None, seed: int, what: str) 
     index = np.sort(np.concatenate(kept))
     coarse = split.coarse_labels[index] if split.coarse_labels is not None else None
     return replace(split, images=split.images[index], labels=split.labels[index], coarse_labels=coarse)
+
+
+def _check_images(images: np.ndarray) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise DataError(
+            f"images must be a uint8 array of shape (N, C, H, W); got dtype {images.dtype} and shape {images.shape}"
+        )
+    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
+        raise DataError(
+            f"images of shape {images.shape} look like (N, H, W, C); the toolkit takes (N, C, H, W): "
+            "transpose them with images.transpose(0, 3, 1, 2)"
+        )
+
+
+def _integer_labels(name: str, labels: object, count: int) -> np.ndarray:
+    """``labels`` as int64, refusing fractional values (a silent truncation would mislabel samples)."""
+    values = np.asarray(labels)
+    if values.shape != (count,):
+        raise DataError(f"{name} must have shape ({count},) to match the images; got {values.shape}")
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise DataError(f"{name} must be whole numbers (class indices); got non-integer values such as "
+                        f"{values[~(np.isfinite(values) & (values == np.round(values)))][0]!r}")
+    if values.dtype.kind not in "iuf":
+        raise DataError(f"{name} must be integer class indices; got dtype {values.dtype}")
+    return values.astype(np.int64, copy=False)
+
+
+def _unique_names(name: str, names: object) -> tuple[str, ...]:
+    names = tuple(str(n) for n in names)  # type: ignore[attr-defined]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{name} must be distinct (a request names a class by its name); repeated: {', '.join(repeated)}")
+    return names

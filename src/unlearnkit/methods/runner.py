@@ -23,9 +23,10 @@ from unlearnkit.methods.base import (
     get_method,
     make_params,
 )
-from unlearnkit.models import ModelError, as_classifier, features
-from unlearnkit.runtime import cpu_generator, eval_mode, resolve_device, seed_everything, to_device
+from unlearnkit.models import as_classifier
+from unlearnkit.runtime import check_seed, cpu_generator, eval_mode, resolve_device, seed_everything, to_device
 from unlearnkit.tasks import DeviceSplits, ForgetRequest, place
+from unlearnkit.tasks.compatibility import check_compatible
 from unlearnkit.train import TrainRecipe, default_recipe
 
 
@@ -69,6 +70,7 @@ def unlearn(
     Returns:
         The unlearned model (a copy) and an :class:`UnlearnRecord`.
     """
+    seed = check_seed(seed)
     method_cls = get_method(method)
     params = make_params(method_cls, hparams)
     runner = method_cls()
@@ -131,6 +133,7 @@ def unlearn_tensors(
     shape check against a request). Methods that need an image dataset or a training recipe
     (``retrain``, SalUn's relabelling...) do not run here. The given model is not modified.
     """
+    seed = check_seed(seed)
     method_cls = get_method(method)
     params = make_params(method_cls, hparams)
     runner = method_cls()
@@ -156,30 +159,6 @@ def unlearn_tensors(
         kept = torch.as_tensor(retain_subset(np.arange(len(retain[0])), access.retain_fraction, seed), device=device)
         granted.retain_split = TensorSplit(retain[0][kept], retain[1][kept])
     return unlearned, _timed_run(runner, unlearned, granted, params, access, device)
-
-
-def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits) -> None:
-    """Refuse a model whose input or output shape does not fit the request, before any work.
-
-    ``features`` is run too: an adapted model whose output is not its head's output (e.g.
-    ``log_softmax(fc(x))``) raises its :class:`ModelError` here, not later in an audit.
-    """
-    outputs = model.head.out_features
-    if outputs != request.num_classes:
-        raise ModelError(
-            f"the model has {outputs} outputs but the request's {request.label_space} label space has "
-            f"{request.num_classes} classes; give a model trained on {request.dataset.name}'s labels"
-        )
-    sample, _ = splits.train.gather(request.retain_idx[:1])
-    try:
-        with torch.no_grad(), eval_mode(model):
-            model(sample)
-            features(model, sample)
-    except RuntimeError as err:
-        raise ModelError(
-            f"the model does not accept {request.dataset.name} images of shape {tuple(sample.shape[1:])} "
-            f"(float in [0, 1]): {str(err).splitlines()[0]}"
-        ) from err
 
 
 def _grant(

@@ -36,6 +36,11 @@ def mia_efficacy(outputs: ModelOutputs, request: ForgetRequest) -> dict[str, flo
     """Shadow members are the first ``|test|`` retain samples, non-members the test set used for
     test accuracy (class-removed for class-wise requests), targets the forget set (spec 6.4a)."""
     test = outputs["test_retain"]
+    if len(test) == 0:
+        raise ValueError(
+            "MIA-efficacy needs test samples of the retained classes as non-members, and this request's test split has "
+            "none; add test samples of the kept classes, or evaluate with metrics='accuracy'"
+        )
     retain = outputs["retain"]
     shadow = SplitOutputs(retain.logits[: len(test)], retain.labels[: len(test)])
     return {"mia": svc_attack(confidence(shadow), confidence(test), confidence(outputs["forget"]))}

@@ -16,12 +16,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,6 +27,7 @@ from rich.table import Table
 
 from unlearnkit.audit import AUDIT_METRICS
 from unlearnkit.bench import environment, run_bench
+from unlearnkit.checkpoint import atomic_write_bytes, atomic_write_json
 from unlearnkit.data import DataError, default_cache_dir, load_dataset
 from unlearnkit.report import summarise
 from unlearnkit.suites.config import SuiteConfig
@@ -53,8 +51,8 @@ def run_suite(config: SuiteConfig, console: Console | None = None) -> SuiteResul
     console = console or Console(quiet=True)
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "suite.json").write_text(json.dumps(_jsonable(dataclasses.asdict(config)), indent=2) + "\n")
-    (out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
+    atomic_write_json(out / "suite.json", dataclasses.asdict(config))
+    atomic_write_json(out / "environment.json", environment())
     start = time.perf_counter()
     if config.kind == "minnorm":
         result = _run_minnorm(config, console)
@@ -68,7 +66,7 @@ def run_suite(config: SuiteConfig, console: Console | None = None) -> SuiteResul
     result.time_s = time.perf_counter() - start
     for note in result.notes:
         console.print(f"note: {note}", soft_wrap=True, markup=False)
-    (out / "table.md").write_text(result.markdown + "\n\n" + "\n".join(f"- {n}" for n in result.notes) + "\n")
+    atomic_write_bytes(out / "table.md", (result.markdown + "\n\n" + "\n".join(f"- {n}" for n in result.notes) + "\n").encode())
     console.print(f"suite {config.name}{' (quick)' if config.quick else ''}: {out} ({result.time_s:.0f} s)")
     return result
 
@@ -213,7 +211,7 @@ def _run_minnorm(config: SuiteConfig, console: Console) -> SuiteResult:
             ),
         )
         rows = [{"part": "sine"} | dataclasses.asdict(r) for r in results]
-        (config.out_dir / "sine.json").write_text(json.dumps(_jsonable(rows), indent=2) + "\n")
+        atomic_write_json(config.out_dir / "sine.json", rows)
         table, markdown = sine_table(rows, sine.methods, config.title)
         _print_wide(console, table)
         notes += sine_notes(sine)
@@ -340,17 +338,3 @@ def _as_row(part: str, row: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(row):
         row = dataclasses.asdict(row)
     return {"part": f"colour_{part}"} | (dict(row) if isinstance(row, dict) else {"value": row})
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Callable):
-        return repr(value)
-    return value

@@ -112,7 +112,8 @@ def _forget_count(amount: float | int, n: int) -> int:
     if not isinstance(amount, float | np.floating):
         raise RequestError(f"a forget amount must be a number (a fraction in (0, 1) or a count); got {amount!r}")
     if not 0 < amount < 1:
-        raise RequestError(f"a forget fraction must lie in (0, 1); got {amount}")
+        hint = f" (to forget {int(amount)} samples, give the whole number {int(amount)})" if amount >= 1 and float(amount).is_integer() else ""
+        raise RequestError(f"a forget fraction must lie in (0, 1); got {amount}{hint}")
     return round(float(amount) * n)
 
 
@@ -142,7 +143,15 @@ def _class_from_spec(dataset: Dataset, argument: str, seed: int) -> ForgetReques
 @register_request("random", "random:FRACTION (in (0, 1)) or random:COUNT")
 def _random_from_spec(dataset: Dataset, argument: str, seed: int) -> ForgetRequest:
     try:
-        amount: float | int = int(argument) if argument.strip().isdigit() else float(argument)
+        amount: float | int = _int_or_float(argument)
     except ValueError:
         raise RequestError(f"random:{argument} needs a number: a fraction in (0, 1) or a whole count") from None
     return random_request(dataset, amount, seed)
+
+
+def _int_or_float(text: str) -> int | float:
+    """``"20"`` and ``"+20"`` as a count, anything else numeric (``"0.1"``, ``"5.0"``) as a fraction."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
