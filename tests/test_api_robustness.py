@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 import unlearnkit as uk
-from unlearnkit.bench import BenchConfig
 from unlearnkit.audit import AuditError, run_audit
+from unlearnkit.bench import BenchConfig
 from unlearnkit.data import Augment, DataError
 from unlearnkit.methods import METHODS, MethodError, make_params
 from unlearnkit.metrics import NonFiniteOutputError, compute_outputs

@@ -20,8 +20,12 @@ def test_results_file_survives_a_torn_last_line(tmp_path):
     append_result(path, {"method": "ft", "forget_acc": float("nan")})
     with path.open("a") as handle:
         handle.write('{"method": "ga", "forg')  # a crash in the middle of a write
-    rows = read_results(path)
+    with pytest.warns(UserWarning, match=r"line\(s\) 2 are not JSON"):
+        rows = read_results(path)
     assert rows == [{"method": "ft", "forget_acc": None}]
+    append_result(path, {"method": "rl"})  # the next row starts on a line of its own, not glued to the fragment
+    with pytest.warns(UserWarning, match=r"line\(s\) 2 are not JSON"):
+        assert [r["method"] for r in read_results(path)] == ["ft", "rl"]
 
 
 def test_a_diverging_method_is_recorded_and_the_grid_goes_on(tmp_path):
@@ -54,7 +58,10 @@ def test_report_command_prints_markdown(tmp_path):
     assert "| class:3 | **retrain (oracle)** | 0.00 | 99.00 | 98.00 | 100.00 | 0.00 | 1.00 |" in result.output
     assert "| class:3 | ft | 10.00 | 97.00 | 96.00 | 90.00 | 5.50 | 0.50 |" in result.output
     empty = CliRunner().invoke(app, ["report", str(tmp_path / "nothing.jsonl")])
-    assert empty.exit_code == 2 and "no results" in empty.output
+    assert empty.exit_code == 2 and "nothing.jsonl does not exist" in empty.output
+    (tmp_path / "text.jsonl").write_text("not json\n")
+    garbled = CliRunner().invoke(app, ["report", str(tmp_path / "text.jsonl")])
+    assert garbled.exit_code == 2 and "no results in" in garbled.output
 
 
 def test_bench_runs_on_a_stratified_subset_and_records_its_size(tmp_path):

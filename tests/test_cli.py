@@ -245,6 +245,10 @@ def _assert_user_error(result, *fragments: str) -> None:
         (["--hparam", "ft.nope=1"], ["no hyperparameter nope", "lr"]),
         (["--hparam", "ft.epochs=abc"], ["ft.epochs", "int", "'abc'"]),
         (["--hparam", "ga.lr=0.1"], ["'ga'", "not among --methods"]),
+        (["--hparam", "zz.lr=0.1"], ["unknown method 'zz'"]),
+        (["--methods", "ft,retrain", "--hparam", "retrain.lr=0.1"], ["retrain reference row takes no hyperparameters"]),
+        (["--hparam", "ft.lr=0.1", "--hparam", "ft.lr=0.2"], ["--hparam ft.lr is given more than once"]),
+        (["--task", "random:1e-9"], ["rounds to 0 samples"]),
         (["--methods", "ft,ga,ft"], ["--methods names ft more than once"]),
         (["--methods", ""], ["--methods '' names no method"]),
         (["--methods", " , "], ["names no method"]),
@@ -311,7 +315,8 @@ def test_bench_interrupted_says_how_to_resume(error_dirs, monkeypatch: pytest.Mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "run_bench", interrupted)
-    result = _bench_error(error_dirs, [], env=WIDE)
+    out = _write_rows(error_dirs[0] / "interrupted", [_row("original")])
+    result = _bench_error(error_dirs, ["--out", str(out)], env=WIDE)
     assert result.exit_code == 130
     assert "interrupted; finished rows are in" in result.output and "rerun the same command to resume" in result.output
 
@@ -413,3 +418,105 @@ def test_the_installed_command_and_python_m_both_go_through_main() -> None:
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["unlearnkit"] == "unlearnkit.cli:main"
     assert "main()" in (root / "src" / "unlearnkit" / "__main__.py").read_text()
+
+
+def _write_rows(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def _row(method: str, seed: int = 0, task: str = "class:3", **extra) -> dict:
+    return {"dataset": "digits", "model": "mlp", "task": task, "method": method, "seed": seed, "forget_acc": 1.0} | extra
+
+
+def test_report_notes_skipped_methods_and_means_that_mix_settings(tmp_path: Path) -> None:
+    rows = [_row("original"), _row("retrain"), _row("ga", 0, hparams={"lr": 0.001}), _row("ga", 1, hparams={"lr": 0.0001}),
+            _row("pour-p", 0, task="random:0.1", skipped="pour-p needs a class-wise request")]  # fmt: skip
+    result = _invoke(["report", str(_write_rows(tmp_path, rows)), "--markdown"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "skipped: pour-p (random:0.1): pour-p needs a class-wise request" in text
+    assert "mixed: ga (class:3): its seeds ran with different settings (lr: 0.001 (seed 0), 0.0001 (seed 1))" in text
+    same = [_row("ga", s, hparams={"lr": 0.001}) for s in (0, 1)]
+    assert "mixed" not in _invoke(["report", str(_write_rows(tmp_path / "same", same))]).output
+
+
+def test_report_lists_tasks_in_run_order(tmp_path: Path) -> None:
+    rows = [_row(m, task=t) for t in ("random:0.1", "class:3") for m in ("original", "retrain", "ft")]
+    result = _invoke(["report", str(_write_rows(tmp_path, rows)), "--markdown"])
+    assert result.output.index("random:0.1") < result.output.index("class:3"), result.output
+
+
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [(_row("ft", forget_acc="high"), "row 1 has forget_acc='high' (expected a number or null)"),
+     (_row("ft", task=1), "row 1 has task=1 (expected text)"),
+     (_row("ft", seed="0"), "row 1 has seed='0' (expected a whole number)")],
+)
+def test_report_of_rows_with_values_of_the_wrong_type_is_a_user_error(tmp_path: Path, row: dict, fragment: str) -> None:
+    _assert_user_error(_invoke(["report", str(_write_rows(tmp_path, [row]))], env=NARROW), "not a bench results file", fragment)
+
+
+def test_report_names_a_missing_path_and_an_audit_table_without_audits(tmp_path: Path) -> None:
+    _assert_user_error(_invoke(["report", str(tmp_path / "nope")], env=NARROW), "nope does not exist")
+    _assert_user_error(_invoke(["report", str(tmp_path)], env=NARROW), "holds no results.jsonl")
+    folder = _write_rows(tmp_path / "plain", [_row("original"), _row("ft")])
+    _assert_user_error(_invoke(["report", str(folder), "--audit"], env=NARROW), "has no audit metrics", "an audit table")
+
+
+def test_bench_shows_its_own_grid_and_counts_the_rest_of_the_file(error_dirs) -> None:
+    out = error_dirs[0] / "grid"
+    first = _bench_error(error_dirs, ["--out", str(out), "--task", "class:2"], env=WIDE)
+    assert first.exit_code == 0, first.output
+    second = _bench_error(error_dirs, ["--out", str(out)], env=WIDE)
+    assert second.exit_code == 0, second.output
+    assert "class:2" not in second.output.split("other rows")[0]
+    assert "3 other rows of" in second.output and f"unlearnkit report {out}" in " ".join(second.output.split())
+
+
+def test_bench_writes_environment_only_after_checking_its_inputs(error_dirs) -> None:
+    out = error_dirs[0] / "refused"
+    _assert_user_error(_bench_error(error_dirs, ["--out", str(out), "--task", "class:nope"]), "unknown class 'nope'")
+    assert not (out / "environment.json").exists()
+
+
+def test_bench_interrupted_before_any_row_says_so(error_dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unlearnkit.cli as cli
+
+    def interrupted(config, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_bench", interrupted)
+    result = _bench_error(error_dirs, ["--out", str(error_dirs[0] / "never")], env=WIDE)
+    assert result.exit_code == 130 and "interrupted; no row had finished" in result.output
+
+
+def test_audit_out_that_is_a_file_is_refused_before_the_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unlearnkit.audit.checkpoints as checkpoints
+
+    monkeypatch.setattr(checkpoints, "audit_checkpoints", lambda *a, **k: pytest.fail("the audit ran"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["audit", "--original", str(tmp_path / "o"), "--unlearned", str(tmp_path / "u"), "--dataset", "digits",
+            "--task", "class:3", "--out", str(blocker)]  # fmt: skip
+    _assert_user_error(_invoke(args, env=NARROW), f"--out {blocker}", "File exists")
+
+
+def test_a_method_run_shows_no_count_and_training_shows_its_epochs() -> None:
+    from rich.progress import Progress
+
+    from unlearnkit.bench import _CountColumn
+
+    with Progress(disable=True) as progress:
+        method = progress.add_task("ft (seed 0)", total=None)
+        training = progress.add_task("train original", total=30, completed=12)
+        tasks = {t.id: t for t in progress.tasks}
+    assert _CountColumn().render(tasks[method]).plain == ""
+    assert _CountColumn().render(tasks[training]).plain == "12/30"
+
+
+@pytest.mark.parametrize("command", ["bench", "audit", "report"])
+def test_help_is_not_cut_at_80_columns(command: str) -> None:
+    result = _invoke([command, "--help"], env=NARROW)
+    assert result.exit_code == 0 and "…" not in result.output, result.output

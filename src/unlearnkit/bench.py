@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from unlearnkit.audit import AuditConfig, Auditor
 from unlearnkit.audit.reconstruction import save_image_grid
-from unlearnkit.checkpoint import append_json_line, json_ready, read_json_lines, save_checkpoint
+from unlearnkit.checkpoint import append_json_line, atomic_write_json, json_ready, read_json_lines, save_checkpoint
 from unlearnkit.data import Dataset, default_cache_dir, load_dataset
 from unlearnkit.methods import get_method, make_params, unlearn
 from unlearnkit.metrics import DEFAULT_METRICS, compute_outputs, gap_to_oracle, score
@@ -67,6 +68,9 @@ class BenchConfig:
         for name in self.methods:
             get_method(name)  # raises with the list of valid names
         for name, overrides in self.hparams.items():
+            if name in ("original", "retrain"):
+                raise ValueError(f"--hparam {name}.*: the {name} reference row takes no hyperparameters (--epochs sets the training recipe)")
+            get_method(name)  # an unknown name is named as such, with the valid ones
             if name not in self.methods:
                 raise ValueError(f"hyperparameters were given for {name!r}, which is not among --methods {self.methods}")
             make_params(get_method(name), overrides)  # a typo fails now, not after training
@@ -98,7 +102,9 @@ class SettingsChangedError(ValueError):
 
 
 def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return the latest row per id of ``config.out/results.jsonl`` (old and new).
+    """Run the grid and return its rows: the latest row per (task, method, seed) of the grid in
+    ``config.out/results.jsonl``, reused or new. Rows of other grids in the same file are kept
+    there (``unlearnkit report`` shows the whole file) but not returned.
 
     Raises:
         SettingsChangedError: before any training, when a finished row of the grid was made with
@@ -114,6 +120,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
     check_rows(rows, str(results_path))
     rows = latest_rows(rows)
     requests = [make_request(dataset, task, seed=0) for task in config.tasks]  # validate every task first
+    atomic_write_json(Path(config.out) / "environment.json", environment())  # where these rows are computed
     cells = [(_seeded(dataset, request, seed), seed) for request in requests for seed in range(config.seeds)]
     plan = [(request, seed, _cell_settings(config, request, recipe)) for request, seed in cells]
     done = _finished_ids(config, rows, plan, results_path)
@@ -126,7 +133,8 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
             if pending:  # one line per cell: the only progress a log file (no live bar) gets
                 console.print(f"{request.spec}, seed {seed}: {', '.join(pending)}", markup=False)
                 rows.extend(_run_cell(config, dataset, request, seed, recipe, device, pending, progress, results_path))
-    return latest_rows(rows)
+    grid = {_id(config, request, method, seed) for request, seed, settings in plan for method in settings}
+    return [row for row in latest_rows(rows) if _row_id(row) in grid]
 
 
 def _seeded(dataset: Dataset, request: ForgetRequest, seed: int) -> ForgetRequest:
@@ -439,14 +447,37 @@ def _id(config: BenchConfig, request: ForgetRequest, method: str, seed: int) -> 
 REQUIRED_KEYS = ("task", "method", "seed")  # what every row of `unlearnkit bench` has and the tables need
 
 
+TEXT_KEYS = ("dataset", "model", "task", "method")
+NUMBER_KEYS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc", "mia", "gap", "time_s")
+
+
 def check_rows(rows: list[Any], source: str) -> None:
-    """Raise ValueError naming ``source`` and the missing keys when ``rows`` are not bench results."""
+    """Raise ValueError naming ``source`` and the problem when ``rows`` are not bench results:
+    missing keys, or a value of the wrong type (a table would crash or mislabel on it)."""
+    hint = "give the results.jsonl written by `unlearnkit bench --out DIR`"
     missing = sorted({key for row in rows for key in REQUIRED_KEYS if not isinstance(row, dict) or key not in row})
     if missing:
         raise ValueError(
             f"{source} is not a bench results file: rows lack the key(s) {', '.join(map(repr, missing))} "
-            f"(every row needs {', '.join(REQUIRED_KEYS)}); give the results.jsonl written by `unlearnkit bench --out DIR`"
+            f"(every row needs {', '.join(REQUIRED_KEYS)}); {hint}"
         )
+    for number, row in enumerate(rows, start=1):
+        problem = _row_type_problem(row)
+        if problem:
+            raise ValueError(f"{source} is not a bench results file: row {number} has {problem}; {hint}")
+
+
+def _row_type_problem(row: dict[str, Any]) -> str | None:
+    for key in TEXT_KEYS:
+        if key in row and not isinstance(row[key], str):
+            return f"{key}={row[key]!r} (expected text)"
+    if isinstance(row["seed"], bool) or not isinstance(row["seed"], int):
+        return f"seed={row['seed']!r} (expected a whole number)"
+    for key in NUMBER_KEYS:
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{key}={value!r} (expected a number or null)"
+    return None
 
 
 def _row_id(row: dict[str, Any]) -> tuple:
@@ -461,7 +492,7 @@ def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results file; a torn last line (a crash mid-write) is dropped, not fatal."""
+    """Rows of a results file; a torn line (a crash mid-write) is dropped with a warning, not fatal."""
     return read_json_lines(path)
 
 
@@ -476,9 +507,16 @@ def environment() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "gpu": gpu, "cpus": str(os.cpu_count())}
 
 
+class _CountColumn(ProgressColumn):
+    """``done/total`` for a counted task (training epochs); nothing for an open-ended one (a method run)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("" if task.total is None else f"{task.completed:g}/{task.total:g}")
+
+
 @contextmanager
 def _progress(console: Console) -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), _CountColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=console.quiet) as progress:
         yield progress
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,15 +88,21 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json_lines(path: Path) -> list[Any]:
-    """The objects of a JSON-lines file (none if it is missing); a torn line (a crash mid-write) is dropped."""
+    """The objects of a JSON-lines file (none if it is missing). A line that is not JSON (a crash
+    mid-write tears the last one) is dropped with a warning naming its line numbers."""
     if not path.exists():
         return []
-    objects = []
-    for line in path.read_text().splitlines():
+    objects, torn = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
             objects.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            torn.append(number)
+    if torn:
+        shown = ", ".join(map(str, torn[:5])) + (f" and {len(torn) - 5} more" if len(torn) > 5 else "")
+        warnings.warn(f"{path}: line(s) {shown} are not JSON (a write torn by a crash?) and are ignored", stacklevel=2)
     return objects
 
 
@@ -103,10 +110,19 @@ def append_json_line(path: Path, obj: Any, **dumps: Any) -> None:
     """Append ``obj`` as one JSON line (``json.dumps`` options in ``dumps``) and flush it to disk,
     so a crash loses at most the line being written."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    torn_tail = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
     with path.open("a") as handle:
-        handle.write(json.dumps(obj, **dumps) + "\n")
+        # After a crash mid-write the file ends in a partial line: start a new one, or this
+        # object would be glued to the fragment and lost with it.
+        handle.write(("\n" if torn_tail else "") + json.dumps(obj, **dumps) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def sidecar_path(weights: Path) -> Path:

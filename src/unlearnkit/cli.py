@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from unlearnkit.bench import (
     BenchConfig,
     SettingsChangedError,
     check_rows,
-    environment,
+    latest_rows,
     read_results,
     refuse_repeats,
     run_bench,
@@ -35,15 +34,16 @@ from unlearnkit.models import MODELS, ModelError
 from unlearnkit.report import (
     AUDIT_COLUMNS,
     COLUMNS,
-    error_notes,
     markdown_table,
     residual_markdown,
     results_table,
+    table_notes,
 )
 from unlearnkit.tasks import REQUEST_KINDS, RequestError
 from unlearnkit.train import NonFiniteLossError, default_recipe
 
-app = typer.Typer(help="Machine unlearning for image classifiers: unlearn, compare, audit.", no_args_is_help=True)
+# Plain (click) help: rich help panels cut option names and help text with "…" at 80 columns.
+app = typer.Typer(help="Machine unlearning for image classifiers: unlearn, compare, audit.", no_args_is_help=True, rich_markup_mode=None)
 console = Console()
 if not console.is_terminal:  # logs and pipes: keep table rows on one line instead of 80 columns
     console = Console(width=160)
@@ -69,6 +69,8 @@ def _parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
         method, dot, name = key.partition(".")
         if not sep or not dot or not name:
             raise MethodError(f"--hparam {item!r} must look like METHOD.NAME=VALUE, e.g. ft.lr=0.05")
+        if name in parsed.get(method, {}):
+            raise MethodError(f"--hparam {method}.{name} is given more than once; give each once")
         parsed.setdefault(method, {})[name] = value
     return parsed
 
@@ -93,24 +95,30 @@ def _writable_dir(path: Path, option: str) -> None:
 
 
 def _run_and_print(config: BenchConfig) -> None:
+    config.validate()  # before any folder is made
     _writable_dir(Path(config.out), "--out")
     if config.cache_dir is not None:
         _writable_dir(Path(config.cache_dir), "--cache-dir")
-    (config.out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
+    results = Path(config.out) / "results.jsonl"
     try:
         rows = run_bench(config, console)
     except KeyboardInterrupt:  # rows are appended as they finish, so nothing done is lost
-        console.print(f"interrupted; finished rows are in {config.out / 'results.jsonl'}, rerun the same command to resume", markup=False)
+        kept = f"finished rows are in {results}" if results.exists() else "no row had finished"
+        console.print(f"interrupted; {kept}; rerun the same command to resume", markup=False)
         raise typer.Exit(code=130) from None
     console.print(results_table(rows, title=f"{config.dataset} / {config.model}"))
-    _print_error_notes(rows)
-    console.print(f"results: {config.out / 'results.jsonl'}")
+    _print_notes(rows)
+    others = len(latest_rows(read_results(results))) - len(rows)
+    if others > 0:
+        console.print(f"{others} other rows of {results} (other tasks, methods or seeds) are not shown; "
+                      f"`unlearnkit report {config.out}` shows them all", markup=False, soft_wrap=True)
+    console.print(f"results: {results}")
 
 
-def _print_error_notes(rows: list[dict[str, Any]]) -> None:
-    """A failed row shows as dashes in the table; say why under it."""
-    for note in error_notes(rows):
-        console.print(f"failed: {note}", markup=False, soft_wrap=True)
+def _print_notes(rows: list[dict[str, Any]]) -> None:
+    """Failed rows show as dashes and skipped methods are left out of the table; say why under it."""
+    for note in table_notes(rows):
+        console.print(note, markup=False, soft_wrap=True)
 
 
 def _os_error(err: OSError) -> ValueError:
@@ -241,25 +249,29 @@ def report(
 ) -> None:
     """Summarise a results file: mean ± std over seeds per (task, method), the oracle as reference."""
     path = results / "results.jsonl" if results.is_dir() else results
+    if not path.exists():
+        where = f"{results} holds no results.jsonl" if results.is_dir() else f"{results} does not exist"
+        _fail(ValueError(f"{where}; give a results.jsonl or the --out folder of `unlearnkit bench`"))
     try:
         rows = read_results(path)
     except (OSError, UnicodeDecodeError) as err:
         _fail(ValueError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}"))
     if not rows:
-        _fail(ValueError(f"no results in {path}; run `unlearnkit bench --out DIR` first"))
+        _fail(ValueError(f"no results in {path} (no JSON rows); run `unlearnkit bench --out DIR` first"))
     with _user_errors():
         check_rows(rows, str(path))
-    columns = AUDIT_COLUMNS if audit else COLUMNS
+    columns = AUDIT_COLUMNS if audit or residuals else COLUMNS
+    if (audit or residuals) and not any(key in row for row in rows for key in AUDIT_METRICS):
+        wanted = "residuals" if residuals else "an audit table"
+        _fail(ValueError(f"{path} has no audit metrics; run `unlearnkit bench ... --audit` to get {wanted}"))
     if residuals:
-        if not any(key in row for row in rows for key in AUDIT_METRICS):
-            _fail(ValueError(f"{path} has no audit metrics; run `unlearnkit bench ... --audit` to get residuals"))
         print(residual_markdown(rows))
     elif markdown:
-        notes = "\n".join(f"failed: {note}" for note in error_notes(rows))
+        notes = "\n".join(table_notes(rows))
         print(markdown_table(rows, columns) + (f"\n\n{notes}" if notes else ""))
     else:
         console.print(results_table(rows, title=str(path), columns=columns))
-        _print_error_notes(rows)
+        _print_notes(rows)
 
 
 @app.command()
@@ -287,6 +299,7 @@ def audit(
         if set(skip) - set(FAMILIES):
             raise AuditError(f"--skip {sorted(set(skip) - set(FAMILIES))} is not an audit family; choose from {list(FAMILIES)}")
         config = AuditConfig(families, reconstruction_samples=reconstruction_samples, reconstruction_steps=reconstruction_steps)
+        _writable_dir(out, "--out")  # before the audit's work, not after it
         checkpoints = {"original": original, "unlearned": unlearned} | ({"oracle": oracle} if oracle else {})
         document = audit_checkpoints(
             checkpoints, dataset, task, out, config, data_root=data_root, request_seed=request_seed,
@@ -320,6 +333,8 @@ def list_registered() -> None:
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Decoding or downloading a dataset the first time takes a minute on CIFAR: always say so.
+    logging.getLogger("unlearnkit.data").setLevel(logging.INFO)
 
 
 def _warning_line(message: Warning | str, *_: object, **__: object) -> str:

@@ -49,16 +49,25 @@ def summarise_settings(
     rows: Iterable[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
 ) -> dict[tuple[str, str, str, str], dict[str, tuple[float, float, int]]]:
     """``{(dataset, model, task, method): {metric: (mean, std, n)}}`` over seeds, the std with
-    ``ddof=0`` (population); the latest row per seed counts. Reference rows come first, then the
-    methods of each task in the order they first appear in ``rows``: ``bench`` writes each cell in
-    ``--methods`` order, so a file shows the order of the run that first wrote each method (a
-    resumed run with a reordered ``--methods`` keeps the earlier order)."""
+    ``ddof=0`` (population); the latest row per seed counts. Tasks come in the order they first
+    appear in ``rows`` (``bench`` runs them in ``--task`` order); within a task the reference rows
+    come first, then the methods in first-seen order: ``bench`` writes each cell in ``--methods``
+    order, so a file shows the order of the run that first wrote each method (a resumed run with
+    a reordered ``--methods`` keeps the earlier order)."""
     grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in latest_rows(list(rows)):  # first-seen order, which the stable sort keeps among methods
         if "skipped" not in row:  # a method that does not apply to this task has no entry
             grouped[(row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])].append(row)
-    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2], _method_rank(k[3])))
+    task_rank = _first_seen_rank(key[2] for key in grouped)
+    order = sorted(grouped, key=lambda k: (k[0], k[1], task_rank[k[2]], _method_rank(k[3])))
     return {key: _statistics(grouped[key], columns) for key in order}
+
+
+def _first_seen_rank(names: Iterable[str]) -> dict[str, int]:
+    rank: dict[str, int] = {}
+    for name in names:
+        rank.setdefault(name, len(rank))
+    return rank
 
 
 def summarise(
@@ -85,6 +94,43 @@ def _statistics(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]
 def error_notes(rows: Iterable[dict[str, Any]]) -> list[str]:
     """One line per row that failed (e.g. a diverged method), with its reason; superseded rows are left out."""
     return [f"{r['method']} ({r['task']}, seed {r.get('seed')}): {r['error']}" for r in latest_rows(list(rows)) if r.get("error")]
+
+
+def table_notes(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """What a table of ``rows`` does not show by itself, one line each: ``failed:`` rows (shown as
+    dashes), ``skipped:`` methods (left out: they cannot serve the task) and ``mixed:`` means
+    (one table row averaging seeds run with different hyperparameters or recipes)."""
+    latest = latest_rows(list(rows))
+    notes = [f"failed: {note}" for note in error_notes(latest)]
+    skipped = {(r["task"], r["method"]): r["skipped"] for r in latest if "skipped" in r}
+    notes += [f"skipped: {method} ({task}): {reason}" for (task, method), reason in skipped.items()]
+    return notes + [f"mixed: {note}" for note in mixed_settings_notes(latest)]
+
+
+def mixed_settings_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per (dataset, model, task, method) whose latest seed rows differ in ``hparams`` or
+    ``recipe`` (e.g. a failed seed retried with a lower learning rate): its mean mixes them."""
+    grouped: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in latest_rows(rows):
+        if "skipped" not in row and not row.get("error"):
+            grouped[(row.get("dataset"), row.get("model"), row["task"], row["method"])].append(row)
+    notes = []
+    for (_, _, task, method), group in grouped.items():
+        settings = [_flat_settings(r) for r in group]
+        differing = sorted({k for s in settings for k in s if len({repr(t.get(k)) for t in settings}) > 1})
+        if differing:
+            detail = "; ".join(
+                f"{key}: " + ", ".join(f"{s.get(key)} (seed {r.get('seed')})" for s, r in zip(settings, group, strict=True))
+                for key in differing
+            )
+            notes.append(f"{method} ({task}): its seeds ran with different settings ({detail}); the mean mixes them")
+    return notes
+
+
+def _flat_settings(row: dict[str, Any]) -> dict[str, Any]:
+    hparams = row.get("hparams") or {}
+    recipe = row.get("recipe") or {}
+    return {**{k: v for k, v in hparams.items()}, **{f"recipe.{k}": v for k, v in recipe.items()}}
 
 
 AUDIT_CAPTION = (
@@ -156,7 +202,8 @@ def residual_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
             values = (row.get(key), original.get(key), oracle.get(key))
             if None not in values:
                 grouped[(row["task"], row["method"])][key].append(metric_residual(key, *values))
-    order = sorted(grouped, key=lambda k: k[0])  # stable: methods keep first-seen order, as in the results table
+    task_rank = _first_seen_rank(task for task, _ in grouped)
+    order = sorted(grouped, key=lambda k: task_rank[k[0]])  # stable: methods keep first-seen order, as in the results table
     return {k: {m: float(np.nanmean(v)) if not np.isnan(v).all() else float("nan") for m, v in grouped[k].items()} for k in order}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def audit_checkpoints(
         console.print(f"auditing {', '.join(models)} on {request.summary()}")
     context = {"checkpoints": {k: str(v) for k, v in checkpoints.items()}, "dataset": dataset, "task": task,
                "request_seed": request_seed, "train_size": train_size, "test_size": test_size}
-    return run_audit(request, place(request, target), models, Path(out), config, context)
+    status = console.status(f"auditing {len(models)} models ({', '.join(config.families)})") if console else nullcontext()
+    with status:  # a spinner on a terminal: the attacks take minutes on a CPU
+        return run_audit(request, place(request, target), models, Path(out), config, context)
 
 
 def check_provenance(what: str, meta: dict[str, Any], data: Dataset, request: ForgetRequest) -> None:

@@ -7,6 +7,7 @@ an accelerator once and batched there (see :mod:`unlearnkit.data.batches`).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -140,6 +141,8 @@ class Dataset:
 def stratified_sample(split: ImageData, size: int | None, seed: int, what: str) -> ImageData:
     """``size`` samples of ``split``, each class drawn in proportion to its count (seeded)."""
     if size is None or size >= len(split):
+        if size is not None and size > len(split):
+            warnings.warn(f"a {what} subset of {size} was asked for, but the {what} split has {len(split)} images; using all of them", stacklevel=3)
         return split
     if size < split.num_classes:
         raise DataError(f"a {what} subset of {size} cannot hold all {split.num_classes} classes; ask for at least {split.num_classes}")
