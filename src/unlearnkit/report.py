@@ -57,10 +57,15 @@ def summarise_settings(
     grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in latest_rows(list(rows)):  # first-seen order, which the stable sort keeps among methods
         if "skipped" not in row:  # a method that does not apply to this task has no entry
-            grouped[(row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])].append(row)
+            grouped[_setting_of(row)].append(row)
     task_rank = _first_seen_rank(key[2] for key in grouped)
     order = sorted(grouped, key=lambda k: (k[0], k[1], task_rank[k[2]], _method_rank(k[3])))
     return {key: _statistics(grouped[key], columns) for key in order}
+
+
+def _setting_of(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The table row a result row belongs to: (dataset, model, task, method)."""
+    return (row.get("dataset", ""), row.get("model", ""), row["task"], row["method"])
 
 
 def _first_seen_rank(names: Iterable[str]) -> dict[str, int]:
@@ -113,7 +118,7 @@ def mixed_settings_notes(rows: list[dict[str, Any]]) -> list[str]:
     grouped: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in latest_rows(rows):
         if "skipped" not in row and not row.get("error"):
-            grouped[(row.get("dataset"), row.get("model"), row["task"], row["method"])].append(row)
+            grouped[_setting_of(row)].append(row)
     notes = []
     for (_, _, task, method), group in grouped.items():
         settings = [_flat_settings(r) for r in group]
@@ -130,7 +135,7 @@ def mixed_settings_notes(rows: list[dict[str, Any]]) -> list[str]:
 def _flat_settings(row: dict[str, Any]) -> dict[str, Any]:
     hparams = row.get("hparams") or {}
     recipe = row.get("recipe") or {}
-    return {**{k: v for k, v in hparams.items()}, **{f"recipe.{k}": v for k, v in recipe.items()}}
+    return hparams | {f"recipe.{k}": v for k, v in recipe.items()}
 
 
 AUDIT_CAPTION = (
@@ -235,9 +240,9 @@ def _audit_order(key: str) -> int:
 
 
 def _residual(value: float | None, shallow: float) -> str:
-    reading = None if value is None else residual_reading(value, shallow)
     if value is None or np.isnan(value):
         return "n/a"
+    reading = residual_reading(value, shallow)
     if reading is None:
         return f"{value:.2f}"
     if reading == "past oracle":

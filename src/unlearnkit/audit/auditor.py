@@ -107,9 +107,8 @@ class AuditConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.families, str):  # one family named alone, not a sequence of letters
-            object.__setattr__(self, "families", (self.families,))
-        object.__setattr__(self, "families", tuple(self.families))
+        # One family named alone is that family, not a sequence of letters.
+        object.__setattr__(self, "families", (self.families,) if isinstance(self.families, str) else tuple(self.families))
         for name in ("feature_samples", "probe_epochs", "reconstruction_samples", "reconstruction_steps", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):

@@ -174,9 +174,10 @@ def _integer_labels(name: str, labels: object, count: int) -> np.ndarray:
     values = np.asarray(labels)
     if values.shape != (count,):
         raise DataError(f"{name} must have shape ({count},) to match the images; got {values.shape}")
-    if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
-        raise DataError(f"{name} must be whole numbers (class indices); got non-integer values such as "
-                        f"{values[~(np.isfinite(values) & (values == np.round(values)))][0]!r}")
+    if values.dtype.kind == "f":
+        fractional = ~(np.isfinite(values) & (values == np.round(values)))
+        if fractional.any():
+            raise DataError(f"{name} must be whole numbers (class indices); got non-integer values such as {values[fractional][0]!r}")
     if values.dtype.kind not in "iuf":
         raise DataError(f"{name} must be integer class indices; got dtype {values.dtype}")
     return values.astype(np.int64, copy=False)

@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 
 from unlearnkit.models import ModelError, check_protocol
-from unlearnkit.runtime import eval_mode
 from unlearnkit.tasks.request import DeviceSplits, ForgetRequest
 
 
@@ -18,21 +17,19 @@ def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSpl
     """
     check_parameters(model, trainable=trainable)
     sample, _ = splits.train.gather(request.retain_idx[:1])
-    try:
-        with torch.no_grad(), eval_mode(model):
-            outputs = model(sample)
+    try:  # check_protocol turns its own feature/head failures into ModelErrors; a RuntimeError is model(x)'s
+        logits = check_protocol(model, sample)
     except RuntimeError as err:
         raise ModelError(
             f"the model does not accept {request.dataset.name} images of shape {tuple(sample.shape[1:])} "
             f"(float in [0, 1]): {str(err).splitlines()[0]}"
         ) from err
-    width = (outputs[0] if isinstance(outputs, tuple | list) else outputs).shape[-1]
+    width = logits.shape[-1]
     if width != request.num_classes:
         raise ModelError(
             f"the model has {width} outputs but the request's {request.label_space} label space has "
             f"{request.num_classes} classes; give a model trained on {request.dataset.name}'s labels"
         )
-    check_protocol(model, sample)
 
 
 def check_parameters(model: nn.Module, *, trainable: bool = True) -> None:
