@@ -309,3 +309,25 @@ def test_the_results_file_keeps_the_methods_order_even_when_a_row_is_ready_first
     run_bench(config)
     assert [r["method"] for r in read_results(tmp_path / "out" / "results.jsonl")] == ["original", "retrain", "ft", "pour-p"]
     assert [m for _, m in summarise(read_results(tmp_path / "out" / "results.jsonl"))] == ["original", "retrain", "ft"]
+
+
+def test_a_folder_resumed_on_another_machine_keeps_both_environments(tmp_path, monkeypatch):
+    import json
+
+    import unlearnkit.bench as bench
+
+    record = bench.record_environment
+    record(tmp_path)
+    first = json.loads((tmp_path / "environment.json").read_text())
+    assert "earlier" not in first and first["torch"]
+    record(tmp_path)  # same machine again: nothing to warn about, nothing kept twice
+    assert json.loads((tmp_path / "environment.json").read_text()) == first
+    monkeypatch.setattr(bench, "environment", lambda: {**first, "gpu": "NVIDIA H100"})
+    with pytest.warns(UserWarning, match="also computed on another machine"):
+        record(tmp_path)
+    second = json.loads((tmp_path / "environment.json").read_text())
+    assert second["gpu"] == "NVIDIA H100" and second["earlier"] == [first]
+    monkeypatch.setattr(bench, "environment", lambda: first)  # back on the first machine
+    with pytest.warns(UserWarning, match="also computed on another machine"):
+        record(tmp_path)
+    assert json.loads((tmp_path / "environment.json").read_text()) == {**first, "earlier": [{**first, "gpu": "NVIDIA H100"}]}

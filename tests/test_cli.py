@@ -520,3 +520,15 @@ def test_a_method_run_shows_no_count_and_training_shows_its_epochs() -> None:
 def test_help_is_not_cut_at_80_columns(command: str) -> None:
     result = _invoke([command, "--help"], env=NARROW)
     assert result.exit_code == 0 and "…" not in result.output, result.output
+
+
+def test_log_lines_without_verbose_read_like_the_clis_own_lines() -> None:
+    import logging
+
+    from unlearnkit.cli import _PlainFormatter
+
+    formatter = _PlainFormatter("%(message)s")
+    info = logging.LogRecord("unlearnkit.data.idx", logging.INFO, __file__, 1, "decoding %s", ("x",), None)
+    warning = logging.LogRecord("torch", logging.WARNING, __file__, 1, "slow path", None, None)
+    assert formatter.format(info) == "decoding x"
+    assert formatter.format(warning) == "warning: slow path"

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import threading
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -120,7 +121,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> list[dict[
     check_rows(rows, str(results_path))
     rows = latest_rows(rows)
     requests = [make_request(dataset, task, seed=0) for task in config.tasks]  # validate every task first
-    atomic_write_json(Path(config.out) / "environment.json", environment())  # where these rows are computed
+    record_environment(Path(config.out))
     cells = [(_seeded(dataset, request, seed), seed) for request in requests for seed in range(config.seeds)]
     plan = [(request, seed, _cell_settings(config, request, recipe)) for request, seed in cells]
     done = _finished_ids(config, rows, plan, results_path)
@@ -505,6 +506,28 @@ def environment() -> dict[str, str]:
     """Where a benchmark ran (written next to the results)."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     return {"python": platform.python_version(), "torch": torch.__version__, "gpu": gpu, "cpus": str(os.cpu_count())}
+
+
+def record_environment(out: Path) -> None:
+    """Write where these rows are computed to ``out/environment.json``.
+
+    A folder resumed on another machine keeps the other environments under ``earlier``, and a
+    warning says that its ``time_s`` values then mix machines.
+    """
+    path = out / "environment.json"
+    current = environment()
+    try:
+        previous = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        previous = None  # unreadable (torn by a crash): nothing to keep
+    known = []
+    if isinstance(previous, dict):
+        known = [*previous.pop("earlier", []), previous]
+    others = [env for i, env in enumerate(known) if env != current and env not in known[:i]]
+    if known and known[-1] != current:
+        warnings.warn(f"rows in {out} were also computed on another machine ({path} lists each); "
+                      "their time_s values are not comparable", stacklevel=2)
+    atomic_write_json(path, {**current, "earlier": others} if others else current)
 
 
 class _CountColumn(ProgressColumn):

@@ -330,9 +330,19 @@ def list_registered() -> None:
     console.print(table)
 
 
+class _PlainFormatter(logging.Formatter):
+    """Without ``-v``, an info line is just its message and a warning reads ``warning: ...``, like the CLI's own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _PlainFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     # Decoding or downloading a dataset the first time takes a minute on CIFAR: always say so.
     logging.getLogger("unlearnkit.data").setLevel(logging.INFO)
 

@@ -26,7 +26,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from unlearnkit.audit import AUDIT_METRICS
-from unlearnkit.bench import environment, run_bench
+from unlearnkit.bench import record_environment, run_bench
 from unlearnkit.checkpoint import atomic_write_bytes, atomic_write_json
 from unlearnkit.data import DataError, default_cache_dir, load_dataset
 from unlearnkit.report import summarise
@@ -52,7 +52,7 @@ def run_suite(config: SuiteConfig, console: Console | None = None) -> SuiteResul
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "suite.json", dataclasses.asdict(config))
-    atomic_write_json(out / "environment.json", environment())
+    record_environment(out)
     start = time.perf_counter()
     if config.kind == "minnorm":
         result = _run_minnorm(config, console)
