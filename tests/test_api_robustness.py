@@ -361,3 +361,24 @@ def test_a_whole_float_amount_hints_at_the_count(own_data, spec, match):
 
 def test_a_signed_count_is_a_count(own_data):
     assert len(uk.make_request(own_data, "random:+5").forget_idx) == 5
+
+
+# --- 10. devices: a model and data on different devices are named as such -------------------------------
+
+
+def test_a_model_on_another_device_than_the_splits_is_named(request_01, splits):
+    model = uk.build_model("mlp", len(CLASSES), (1, 8, 8)).to("meta")  # stands in for a GPU model beside CPU data
+    with pytest.raises(ModelError, match=r"the model is on meta but the data splits are on cpu; place the splits"):
+        uk.evaluate(model, request_01, splits)
+    with pytest.raises(AuditError, match="the original model: the model is on meta"):
+        run_audit(request_01, splits, {"original": model}, out=None)
+
+
+def test_place_takes_device_names_and_unlearn_follows_the_splits_device(request_01):
+    assert uk.place(request_01, "auto").train.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    on_cpu = uk.place(request_01, "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        uk.place(request_01, "tpu")
+    unlearned, _ = uk.unlearn(user_model(), request_01, "ft", splits=on_cpu, epochs=1)  # device="auto"
+    assert next(unlearned.parameters()).device == CPU
+    assert set(uk.evaluate(unlearned, request_01, on_cpu)) >= {"forget_acc", "mia"}

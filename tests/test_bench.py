@@ -116,9 +116,10 @@ def test_a_row_keeps_the_methods_single_number_diagnostics(tmp_path):
     assert 0.0 <= rows["ssd"]["record"]["dampened_fraction"] <= 1.0
     assert 0.0 < rows["salun"]["record"]["mask_fraction"] <= 1.0
     assert rows["salun"]["steps"] >= 1 and "record" not in rows["original"]
-    extra = {"a": np.float32(0.5), "b": np.int64(3), "c": torch.tensor(2.0), "per_step": [1.0, 2.0], "d": "x"}
-    assert scalar_details(extra) == {"a": 0.5, "b": 3, "c": 2.0, "d": "x"}
-    assert all(type(v) in (float, int, str) for v in scalar_details(extra).values())
+    extra = {"a": np.float32(0.5), "b": np.int64(3), "c": torch.tensor(2.0), "per_step": [1.0, 2.0], "d": "x",
+             "e": torch.tensor([1.5]), "f": np.array([[4]]), "g": torch.zeros(2), "h": True}
+    assert scalar_details(extra) == {"a": 0.5, "b": 3, "c": 2.0, "d": "x", "e": 1.5, "f": 4, "h": True}
+    assert all(type(v) in (float, int, str, bool) for v in scalar_details(extra).values())
 
 
 def _cached_models(tmp_path) -> list[str]:

@@ -414,16 +414,23 @@ class _Cell:
 
 
 def scalar_details(extra: dict[str, Any]) -> dict[str, Any]:
-    """The single-number diagnostics a method reports (e.g. ``iu``'s ``relative_update``, ``ssd``'s
-    ``dampened_fraction``), kept in the row; numpy and one-element tensor scalars become Python
-    numbers, and per-step lists stay in the in-memory record."""
+    """The single-value diagnostics a method reports (e.g. ``iu``'s ``relative_update``, ``ssd``'s
+    ``dampened_fraction``, ``pour-p``'s ``direction`` name), kept in the row: numbers, strings and
+    booleans; numpy scalars and one-element arrays or tensors become Python values, and per-step
+    lists stay in the in-memory record."""
     details = {}
     for key, value in extra.items():
-        if getattr(value, "ndim", None) == 0:  # np.float32(1.0), torch.tensor(1.0)
+        if _is_one_value(value):  # np.float32(1.0), torch.tensor(1.0), torch.tensor([1.0])
             value = value.item()
         if isinstance(value, int | float | str | bool):
             details[key] = value
     return details
+
+
+def _is_one_value(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, np.ndarray | np.generic) and value.size == 1
 
 
 def _train(config, dataset, request, train_idx, recipe, seed, splits: DeviceSplits, cache, progress: Progress, role: str):

@@ -126,6 +126,7 @@ def _last_byte(path: Path) -> bytes:
 
 
 def sidecar_path(weights: Path) -> Path:
+    """Where the JSON sidecar of the ``.safetensors`` file ``weights`` lives."""
     return weights.with_suffix(".json")
 
 
@@ -162,6 +163,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar (config, fingerprint, metrics) of the checkpoint at ``path``."""
     side = sidecar_path(weights_path(path))
     if not side.exists():
         raise CheckpointError(f"checkpoint sidecar {side} is missing (an interrupted save?); re-create the checkpoint")

@@ -88,6 +88,7 @@ DEFAULT_RECIPES: dict[str, TrainRecipe] = {
 
 
 def default_recipe(dataset_name: str) -> TrainRecipe:
+    """The training recipe the toolkit uses for ``dataset_name`` (a plain :class:`TrainRecipe` for a dataset without one)."""
     return DEFAULT_RECIPES.get(dataset_name, TrainRecipe())
 
 
@@ -112,6 +113,7 @@ def lr_at(step: int, total_steps: int, recipe: TrainRecipe) -> float:
 
 
 def make_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.SGD:
+    """The recipe's SGD (momentum, Nesterov, weight decay) over ``model``'s trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.decay_norm_and_bias:
         groups = [{"params": params}]

@@ -85,7 +85,7 @@ class Dataset:
     train: ImageData
     test: ImageData
     source: str = ""
-    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+    _fingerprint: list[str] = field(default_factory=list, init=False, repr=False, compare=False)  # fingerprint() cache
 
     def __post_init__(self) -> None:
         if self.train.class_names != self.test.class_names:

@@ -48,6 +48,7 @@ def default_cache_dir() -> Path:
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry (loader and augmentation) of dataset ``name``; an unknown name is a :class:`DataError`."""
     _import_loaders()
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; registered datasets: {', '.join(sorted(DATASETS))}")
@@ -55,6 +56,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def available_datasets() -> list[str]:
+    """The registered dataset names, sorted."""
     _import_loaders()
     return sorted(DATASETS)
 

@@ -246,6 +246,7 @@ def register_method(name: str):
 
 
 def get_method(name: str) -> type[Method]:
+    """The registered method class called ``name``; an unknown name is a :class:`MethodError` listing the registered ones."""
     if name not in METHODS:
         raise MethodError(f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}")
     return METHODS[name]

@@ -109,6 +109,7 @@ class PourDistillation(Method):
 
 
 def make_optimizer(params: PourDistillation.Params, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam or SGD (``params.optimizer``) over the encoder parameters POUR-D distils."""
     if params.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=params.lr, weight_decay=params.weight_decay)
     return torch.optim.SGD(parameters, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)

@@ -61,10 +61,12 @@ def unlearn(
         request: the forget request (:func:`unlearnkit.tasks.make_request`).
         method: a registered name (``unlearnkit list`` shows them).
         seed: seeds the method's randomness (batch order, random labels, subsets).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (the device of ``splits`` when given, else CUDA when available, else
+            CPU), ``"cpu"`` or ``"cuda"``.
         recipe: the original model's training recipe (used by ``retrain``); defaults to the
             dataset's default recipe.
-        splits: the request's data already on ``device`` (reuse across many calls).
+        splits: the request's data already on a device (:func:`unlearnkit.place`; reuse across
+            many calls).
         **hparams: overrides of the method's ``Params`` fields.
 
     Returns:
@@ -74,7 +76,7 @@ def unlearn(
     method_cls = get_method(method)
     params = make_params(method_cls, hparams)
     runner = method_cls()
-    target = resolve_device(device)
+    target = splits.train.device if splits is not None and device == "auto" else resolve_device(device)
     splits = splits if splits is not None else place(request, target)
     original = working_copy(model, target)
     check_compatible(original, request, splits)

@@ -9,7 +9,7 @@ from unlearnkit.metrics.gap import GAP_KEYS, gap_to_oracle
 from unlearnkit.metrics.outputs import ModelOutputs, NonFiniteOutputError, SplitOutputs, compute_outputs
 from unlearnkit.metrics.registry import METRICS, register_metric
 from unlearnkit.tasks import DeviceSplits, ForgetRequest
-from unlearnkit.tasks.compatibility import check_parameters
+from unlearnkit.tasks.compatibility import check_device, check_parameters
 
 DEFAULT_METRICS = ("accuracy", "mia")
 
@@ -21,11 +21,12 @@ def evaluate(
     metrics: str | tuple[str, ...] = DEFAULT_METRICS,
 ) -> dict[str, float]:
     """Compute the named metrics (one name or several) of ``model`` on ``request`` from one
-    shared forward pass. Raises ``ModelError`` if the model is not float32 or its output count is
-    not the request's class count and :class:`NonFiniteOutputError` if its outputs are NaN/inf."""
+    shared forward pass. Raises ``ModelError`` if the model is not float32, is not on the device of
+    ``splits`` (:func:`unlearnkit.tasks.place`) or its output count is not the request's class count and :class:`NonFiniteOutputError` if its outputs are NaN/inf."""
     metrics = metric_names(metrics)
     check_metrics(metrics)
     check_parameters(model, trainable=False)
+    check_device(model, splits)
     return score(compute_outputs(model, request, splits), request, metrics)
 
 
@@ -35,6 +36,7 @@ def metric_names(metrics: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def check_metrics(metrics: str | tuple[str, ...]) -> None:
+    """Refuse unknown metric names (a ``ValueError`` listing the registered ones)."""
     metrics = metric_names(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:

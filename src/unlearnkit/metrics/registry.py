@@ -23,6 +23,7 @@ METRICS: dict[str, MetricInfo] = {}
 
 
 def register_metric(name: str, keys: tuple[str, ...], description: str) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn(outputs, request) -> {key: value}`` as metric ``name``, producing ``keys`` (shown by ``unlearnkit list``)."""
     def decorate(fn: MetricFn) -> MetricFn:
         METRICS[name] = MetricInfo(name, fn, keys, description)
         return fn

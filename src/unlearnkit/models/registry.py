@@ -64,4 +64,5 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
 
 
 def available_models() -> list[str]:
+    """The registered model names, sorted."""
     return sorted(MODELS)

@@ -51,7 +51,7 @@ def run_suite(config: SuiteConfig, console: Console | None = None) -> SuiteResul
     console = console or Console(quiet=True)
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "suite.json", dataclasses.asdict(config))
+    atomic_write_json(out / "suite.json", {**dataclasses.asdict(config), "out": str(out)})  # the folder used, not the default None
     record_environment(out)
     start = time.perf_counter()
     if config.kind == "minnorm":

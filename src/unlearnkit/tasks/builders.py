@@ -24,7 +24,10 @@ def register_request(kind: str, usage: str) -> Callable[[RequestBuilder], Reques
 
 
 def make_request(dataset: Dataset, spec: str, seed: int = 0) -> ForgetRequest:
-    """Build a request from a spec string: ``class:NAME[,NAME...]`` or ``random:FRACTION|COUNT``."""
+    """Build a request from a spec string: ``class:NAME[,NAME...]``, ``random:FRACTION|COUNT`` or
+    one of TARF's four tasks (``full-match``, ``target-mismatch``, ``model-mismatch``,
+    ``data-mismatch``; they need a hierarchy on the dataset, see docs/tasks.md). ``unlearnkit
+    list`` shows every form; ``seed`` draws a random request's samples."""
     kind, _, argument = spec.partition(":")
     if kind not in REQUEST_KINDS:
         usages = "; ".join(usage for _, usage in REQUEST_KINDS.values())
@@ -53,7 +56,11 @@ def resolve_classes(names: Sequence[str | int], class_names: Sequence[str]) -> t
 
 
 def class_request(dataset: Dataset, classes: Sequence[str | int], label_space: str = "fine") -> ForgetRequest:
-    """Forget every training sample of ``classes`` (names or indices); test accuracy uses the other classes."""
+    """Forget every training sample of ``classes`` (names or indices); test accuracy uses the other classes.
+
+    ``label_space`` is ``"fine"`` (the class labels) or ``"coarse"`` (a dataset's superclasses,
+    e.g. CIFAR-100's 20): the classes are named in, and the model predicts, that label space.
+    """
     if len(classes) == 0:
         raise RequestError("class-wise forgetting needs at least one class")
     train_labels = labels_in_space(dataset.train, label_space, dataset.name)
@@ -121,7 +128,10 @@ def _forget_count(amount: float | int, n: int) -> int:
 
 
 def index_request(dataset: Dataset, forget_idx: Sequence[int] | np.ndarray, spec: str = "indices") -> ForgetRequest:
-    """Forget exactly the given training indices (a deletion request on one's own data)."""
+    """Forget exactly the given training indices (a deletion request on one's own data).
+
+    ``spec`` is the request's name in results and reports (e.g. ``"ticket-4711"``).
+    """
     forget = np.asarray(forget_idx)
     if forget.ndim != 1 or (len(forget) and not np.issubdtype(forget.dtype, np.integer)):
         raise RequestError(f"forget indices must be a 1-D list of integers; got dtype {forget.dtype}, shape {forget.shape}")

@@ -11,11 +11,12 @@ from unlearnkit.tasks.request import DeviceSplits, ForgetRequest
 
 def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits, *, trainable: bool = True) -> None:
     """Refuse a model that cannot serve the request, before any work: parameters that are not
-    float32 (or, if it must be ``trainable``, all frozen), an input or output shape that does not fit the request, or
-    ``features``/``head`` that do not compose to its output (:func:`check_protocol`; an adapted
+    float32 (or, if it must be ``trainable``, all frozen) or not on the device of ``splits``, an
+    input or output shape that does not fit the request, or ``features``/``head`` that do not compose to its output (:func:`check_protocol`; an adapted
     model whose output is e.g. ``log_softmax(fc(x))`` is refused here, not later in an audit).
     """
     check_parameters(model, trainable=trainable)
+    check_device(model, splits)
     sample, _ = splits.train.gather(request.retain_idx[:1])
     try:  # check_protocol turns its own feature/head failures into ModelErrors; a RuntimeError is model(x)'s
         logits = check_protocol(model, sample)
@@ -47,3 +48,19 @@ def check_parameters(model: nn.Module, *, trainable: bool = True) -> None:
             "every parameter of the model is frozen (requires_grad=False), so no method can change it; unfreeze "
             "the layers unlearning may change (e.g. model.requires_grad_(True)); your model is not modified"
         )
+
+
+def check_device(model: nn.Module, splits: DeviceSplits) -> None:
+    """Refuse a model whose parameters are not on the device the splits were placed on."""
+    data = splits.train.device
+    devices = sorted({str(p.device) for p in model.parameters()})
+    if devices and not any(_same_place(torch.device(d), data) for d in devices):
+        raise ModelError(
+            f"the model is on {', '.join(devices)} but the data splits are on {data}; place the splits on the "
+            f"model's device (uk.place(request, {devices[0]!r})) or move the model (model.to({str(data)!r}))"
+        )
+
+
+def _same_place(a: torch.device, b: torch.device) -> bool:
+    # "cuda" means the current GPU, so it matches any "cuda:N" rather than being a different device
+    return a.type == b.type and (a.index == b.index or None in (a.index, b.index))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from unlearnkit.data import Dataset, DeviceImages, ImageData
+from unlearnkit.runtime import resolve_device
 
 
 class RequestError(ValueError):
@@ -173,9 +174,11 @@ class DeviceSplits:
     test: DeviceImages
 
 
-def place(request: ForgetRequest, device: torch.device) -> DeviceSplits:
-    """Copy the request's dataset to ``device`` once; methods and metrics then index into it."""
+def place(request: ForgetRequest, device: str | torch.device = "auto") -> DeviceSplits:
+    """Copy the request's dataset to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"`` or a
+    ``torch.device``) once; methods and metrics then index into it."""
+    target = resolve_device(device)
     return DeviceSplits(
-        train=DeviceImages(request.dataset.train, device, request.train_labels),
-        test=DeviceImages(request.dataset.test, device, request.test_labels),
+        train=DeviceImages(request.dataset.train, target, request.train_labels),
+        test=DeviceImages(request.dataset.test, target, request.test_labels),
     )
