@@ -242,7 +242,7 @@ def _assert_user_error(result, *fragments: str) -> None:
         (["--methods", "ft,nope"], ["unknown method 'nope'", "neggrad+"]),
         (["--task", "class:nonexistent"], ["unknown class 'nonexistent'", "valid classes: 0, 1, 2"]),
         (["--task", "random:1.5"], ["(0, 1)", "1.5"]),
-        (["--task", "random:0"], ["empty forget set"]),
+        (["--task", "random:0"], ["a forget count must be >= 1; got 0"]),
         (["--task", "foo:1"], ["unknown task 'foo:1'"]),
         (["--hparam", "ft.lr"], ["'ft.lr'", "METHOD.NAME=VALUE"]),
         (["--hparam", "ft.nope=1"], ["no hyperparameter nope", "lr"]),
@@ -493,6 +493,18 @@ def test_bench_interrupted_before_any_row_says_so(error_dirs, monkeypatch: pytes
     monkeypatch.setattr(cli, "run_bench", interrupted)
     result = _bench_error(error_dirs, ["--out", str(error_dirs[0] / "never")], env=WIDE)
     assert result.exit_code == 130 and "interrupted; no row had finished" in result.output
+
+
+def test_suite_interrupted_says_how_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unlearnkit.suites.runner as runner
+
+    def interrupted(config, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_suite", interrupted)
+    result = _invoke(["bench", "--suite", "pour", "--quick", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 130, result.output
+    assert f"interrupted; what had finished is kept in {tmp_path / 's'}" in result.output.replace("\n", "")
 
 
 def test_audit_out_that_is_a_file_is_refused_before_the_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,9 +109,13 @@ def test_l1_coefficient_per_step(original, class_3, splits, monkeypatch, schedul
     else:  # (2 - 2t/T) * alpha, updated after each step: the first step uses alpha (the reference's lag)
         expected = [1.0] + [2.0] * n + [1.0] * (n - 1)
     assert seen == pytest.approx([1e-4 * e for e in expected])
+    # the row says which optimiser ran: the minnorm form's AdamW ignores momentum and weight_decay
+    assert record.extra["optimizer"] == ("SGD weight_decay=0.0005" if schedule == "optml" else "AdamW weight_decay=0.01")
 
 
-@pytest.mark.parametrize("bad", [{"schedule": "cosine"}, {"alpha": -1.0}, {"no_l1_epochs": 10}, {"no_l1_epochs": -1}])
+@pytest.mark.parametrize(
+    "bad", [{"schedule": "cosine"}, {"alpha": -1.0}, {"no_l1_epochs": 10}, {"no_l1_epochs": -1}, {"schedule": "minnorm", "no_l1_epochs": 1}]
+)
 def test_l1_bad_hyperparameters(original, class_3, splits, bad):
     with pytest.raises(MethodError, match="l1-sparse"):
         run(original, class_3, splits, "l1-sparse", **bad)
@@ -214,7 +218,11 @@ def test_scrub_learning_rate_decays_after_the_listed_epochs():
     assert lrs == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.001])
 
 
-@pytest.mark.parametrize("bad", [{"msteps": -1}, {"kd_T": 0.0}, {"clip": -0.1}, {"forget_batch_size": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"msteps": -1}, {"kd_T": 0.0}, {"clip": -0.1}, {"forget_batch_size": 0}, {"gamma": -1.0}, {"alpha": -5.0},
+     {"lr_decay_epochs": (-1,)}, {"momentum": 1.0}, {"weight_decay": -1e-4}],
+)
 def test_scrub_bad_hyperparameters(original, class_3, splits, bad):
     with pytest.raises(MethodError, match="scrub"):
         run(original, class_3, splits, "scrub", **bad)

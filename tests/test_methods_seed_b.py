@@ -253,7 +253,7 @@ def test_tarf_known_count_gates_the_classes_that_dropped_most(original, class_3,
     drops.update({5: 60.0, 8: 45.0, 9: 44.0})  # 5 and 8 "fell" most under the early ascent
     monkeypatch.setattr(tarf_module, "class_accuracy_drop", lambda reference, current: dict(drops))
     unlearned, record = run(original, class_3, splits, "tarf", t1=2, beta_mode="known_count", n_target_classes=2)
-    assert record.extra["gated_classes"] == [5, 8]
+    assert record.extra["gated_classes"] == [5, 8] and record.extra["gated_class_ids"] == "5,8"
     labels = splits.train.labels.numpy()
     assert record.extra["gated_samples"] == int(np.isin(labels[class_3.retain_idx], [5, 8]).sum())
     kinds = [kind for kind, _ in events]
@@ -317,6 +317,7 @@ def test_tarf_parameter_checks(original, class_3, splits):
         ({"beta_quantile": 1.0}, "beta_quantile"),
         ({"k": -1.0}, "k"),
         ({"phase1_epoch": "both"}, "phase1_epoch"),
+        ({"n_target_classes": 2}, "used by beta_mode 'known_count' only"),  # would be ignored under 'quantile'
     ):
         with pytest.raises(MethodError, match=match):
             run(original, class_3, splits, "tarf", **bad)

@@ -92,6 +92,8 @@ def test_precedence_file_then_quick_then_command_line() -> None:
         with_overrides(quick, {"colour": ["erasure"]})
     minnorm = with_overrides(load_suite("minnorm", quick=True), {"seeds": 2, "dataset": "fashion-mnist"})
     assert minnorm.sine.seeds == 2 and minnorm.colour_dataset == "fashion-mnist"
+    with pytest.raises(SuiteError, match="methods, hparams do not apply to the MinNorm-OG suite"):
+        with_overrides(load_suite("minnorm", quick=True), {"methods": ["ga"], "hparams": {"ga": {"lr": "banana"}}})
 
 
 def test_cli_options_given_explicitly_override_the_suite_and_defaults_do_not(tmp_path, monkeypatch) -> None:
@@ -224,10 +226,10 @@ def test_bench_suite_pour_quick_runs_and_prints_the_paper_layout(tmp_path: Path)
 def test_minnorm_suite_runs_the_sine_table_and_notes_missing_colour_parts(tmp_path: Path, monkeypatch) -> None:
     real_import = runner.importlib.import_module
 
-    def no_colour(name: str, *args):
+    def no_colour(name: str, *args, **kwargs):  # torch imports its own modules through importlib too
         if name.startswith("unlearnkit.suites.colour_"):
             raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args)
+        return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(runner.importlib, "import_module", no_colour)
     config = load_suite("minnorm", quick=True)
@@ -238,3 +240,25 @@ def test_minnorm_suite_runs_the_sine_table_and_notes_missing_colour_parts(tmp_pa
     assert any("NOT the paper's setup: 1 seeds" in n for n in result.notes)
     assert any(n.startswith("colour erasure: unlearnkit.suites.colour_erasure is not available") for n in result.notes)
     assert json.loads((tmp_path / "sine.json").read_text())[0]["paper_median"] == 1.5
+
+
+def test_minnorm_colour_tables_go_to_table_md_with_dashes_for_missing_paper_numbers(tmp_path: Path, monkeypatch) -> None:
+    import types
+
+    real_import = runner.importlib.import_module
+    fake = types.SimpleNamespace(run_collapse_benchmark=lambda quick: [{"method": "ga", "mean": 41.5, "paper_se": None}])
+
+    def only_fake_collapse(name: str, *args, **kwargs):
+        if name == "unlearnkit.suites.colour_collapse":
+            return fake
+        if name.startswith("unlearnkit.suites.colour_"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(runner.importlib, "import_module", only_fake_collapse)
+    config = replace(load_suite("minnorm", quick=True), out=tmp_path, cache_dir=tmp_path, sine=None)
+    result = runner.run_suite(config)
+    table = (tmp_path / "table.md").read_text()
+    assert "### MinNorm-OG colour collapse" in table and "| colour_collapse | ga | 41.5 | - |" in table
+    assert [r["method"] for r in result.rows] == ["ga"]
+

@@ -238,7 +238,7 @@ def test_bad_fraction(small_digits: Dataset, fraction: float) -> None:
 
 @pytest.mark.parametrize("count", [0, -5])
 def test_non_positive_count(small_digits: Dataset, count: int) -> None:
-    with pytest.raises(RequestError, match="empty forget set"):
+    with pytest.raises(RequestError, match=rf"a forget count must be >= 1; got {count}"):
         random_request(small_digits, count)
 
 
@@ -258,11 +258,12 @@ def test_count_just_below_n_is_allowed(small_digits: Dataset) -> None:
 @pytest.mark.parametrize(
     ("spec", "pattern"),
     [
-        ("random:0", "empty forget set"),
+        ("random:0", "a forget count must be >= 1; got 0"),
+        ("random:0.0001", r"empty forget set \(0.0001 x 600 rounds to 0 samples\)"),
         ("random:1.0", r"\(0, 1\)"),
         ("random:1.5", r"\(0, 1\)"),
         ("random:-0.2", r"\(0, 1\)"),
-        ("random:-5", r"\(0, 1\)|empty"),
+        ("random:-5", "a forget count must be >= 1; got -5"),
         ("random:600", "nothing to retain"),
         ("random:abc", "needs a number"),
         ("random:", "needs an argument"),
@@ -341,3 +342,11 @@ def test_forget_request_validates_its_sets(small_digits: Dataset) -> None:
             test_forget_idx=np.empty(0, dtype=np.int64),
             test_retain_idx=np.arange(len(small_digits.test)),
         )
+
+
+def test_one_class_name_string_is_one_name_and_bools_are_refused(small_digits: Dataset) -> None:
+    assert class_request(small_digits, "3").spec == class_request(small_digits, ["3"]).spec
+    with pytest.raises(RequestError, match="class index 34 is out of range"):  # one index, not classes 3 and 4
+        class_request(small_digits, "34")
+    with pytest.raises(RequestError, match="True is not a class name or index"):
+        class_request(small_digits, [True])

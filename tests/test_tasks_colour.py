@@ -12,7 +12,9 @@ from unlearnkit.methods.minnorm_og import MinNormOG, max_logit_gradients
 from unlearnkit.models.two_head import TwoHeadClassifier, build_two_head
 from unlearnkit.runtime import cpu_generator
 from unlearnkit.tasks.colour import (
+    PALETTE_NAMES,
     PALETTE_RGB,
+    ColourError,
     collapse_sample_weights,
     colour_accuracy,
     erase_copies,
@@ -89,6 +91,18 @@ def test_collapse_forget_samples_carry_another_colour_and_keep_the_label() -> No
     assert np.array_equal(data.train.images[data.forget_idx], expected)
     weights = collapse_sample_weights(200, 10, p=0.01)
     assert weights[0] == pytest.approx(0.01 / 1.01) and weights[-1] == pytest.approx(1 / 1.01)
+
+
+def test_collapse_with_fewer_classes_uses_only_the_class_colours() -> None:
+    three = tiny_images(90, classes=3)
+    data = make_collapse_data(three, forget_fraction=0.2, seed=0)
+    forget = data.colours[data.forget_idx]
+    assert set(forget.tolist()) <= {0, 1, 2} and np.all(forget != data.train.labels[data.forget_idx])
+    palette = palette_test_set(three)  # a 3-output model can score 100% on it
+    assert len(palette) == 270 and set(palette.labels.tolist()) == {0, 1, 2} and palette.class_names == PALETTE_NAMES[:3]
+    one = tiny_images(10, classes=1)
+    with pytest.raises(ColourError, match="needs 2 to 10 classes"):
+        make_collapse_data(one)
 
 
 def test_palette_test_set_and_colour_accuracy() -> None:

@@ -22,7 +22,7 @@ from unlearnkit.suites.sine_poisoning import (
     run_sine_benchmark,
     trial_error,
 )
-from unlearnkit.suites.trials import TrialJournal, central_range, select_best, summarise
+from unlearnkit.suites.trials import JournalSettingsError, TrialJournal, central_range, select_best, summarise
 from unlearnkit.tasks.sine import (
     HALF_WIDTH,
     evaluation_grid,
@@ -219,8 +219,10 @@ def test_a_journaled_search_resumes_without_recomputing(tmp_path, monkeypatch) -
     monkeypatch.setattr(sine, "trial_error", lambda *args: calls.append(args) or 0.0)
     again = run_sine_benchmark(**kwargs, journal=TrialJournal(tmp_path / "j.jsonl", settings))
     assert calls == [] and again == first  # every candidate read back, the same row and seconds
-    run_sine_benchmark(**kwargs, journal=TrialJournal(tmp_path / "j.jsonl", {**settings, "hidden": 9}))
-    assert len(calls) == 3  # other settings: the journal starts over and all 3 rates are rescored
+    kept = (tmp_path / "j.jsonl").read_bytes()
+    with pytest.raises(JournalSettingsError, match=r"holds 3 candidates scored with other settings \(hidden: 8 then, 9 now\)"):
+        TrialJournal(tmp_path / "j.jsonl", {**settings, "hidden": 9})
+    assert (tmp_path / "j.jsonl").read_bytes() == kept  # refused, not overwritten
 
 
 def test_trial_journal_drops_a_torn_last_line(tmp_path) -> None:
@@ -229,7 +231,8 @@ def test_trial_journal_drops_a_torn_last_line(tmp_path) -> None:
     journal.add(summary, 1.5, 10, "gd", {"lr": 1e-3})
     with journal.path.open("a") as handle:
         handle.write('{"key": "[10, \\"gd\"')  # a crash mid-write
-    reopened = TrialJournal(journal.path, {"a": 1})
+    with pytest.warns(UserWarning, match=r"line\(s\) 3 are not JSON"):
+        reopened = TrialJournal(journal.path, {"a": 1})
     assert reopened.get(10, "gd", {"lr": 1e-3}) == (summary, 1.5) and reopened.get(10, "gd", {"lr": 1e-4}) is None
     reopened.add(summary, 2.0, 10, "gd", {"lr": 1e-4})  # appends on a clean line
     assert TrialJournal(journal.path, {"a": 1}).get(10, "gd", {"lr": 1e-4}) == (summary, 2.0)

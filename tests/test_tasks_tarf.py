@@ -263,11 +263,17 @@ def test_digit_sizes_match_class_counts(grouped_digits: Dataset) -> None:
         (lambda d: make_request(d, "target-mismatch:3->"), r"no target after it"),
         (lambda d: tarf_request(d, "half-match", ["3"]), r"unknown TARF task 'half-match'; valid: full-match, target-mismatch"),
         (lambda d: make_request(d, "full-match:low,mid,high"), r"covers all training data"),
+        (lambda d: tarf_request(d, "full-match", "34"), r"unknown given forget data class '34'"),  # one name, not 3 and 4
+        (lambda d: tarf_request(d, "full-match", [True]), r"True is not a class name or index"),
     ],
 )
 def test_bad_relations_are_clear_request_errors(grouped_digits: Dataset, call, pattern: str) -> None:
     with pytest.raises(RequestError, match=pattern):
         call(grouped_digits)
+
+
+def test_one_string_is_one_name(grouped_digits: Dataset) -> None:
+    assert tarf_request(grouped_digits, "target-mismatch", "3", "mid").spec == make_request(grouped_digits, "target-mismatch:3->mid").spec
 
 
 def test_every_task_is_registered_with_its_grammar() -> None:

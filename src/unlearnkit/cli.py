@@ -237,7 +237,11 @@ def _bench_suite(ctx: typer.Context, name: str | None, quick: bool) -> None:
         config = with_overrides(load_suite(name, quick=quick), overrides)
         if config.kind == "bench" and config.model not in MODELS:
             raise ModelError(f"unknown model {config.model!r}; registered models: {', '.join(sorted(MODELS))}")
-        run_suite(config, console)
+        try:
+            run_suite(config, console)
+        except KeyboardInterrupt:  # rows and scored candidates are appended as they finish
+            console.print(f"interrupted; what had finished is kept in {config.out_dir}; rerun the same command to resume", markup=False)
+            raise typer.Exit(code=130) from None
 
 
 @app.command()

@@ -45,8 +45,9 @@ class L1Sparse(Method):
     ``schedule="minnorm"``: the form of the MinNorm-OG baseline (``jacob-block/
     overparameterized-unlearning``, ``L1SparseUnlearner``, spec 3.5), which uses
     ``lambda_t = (2 - 2t/T) * alpha`` for 0-based epoch t, i.e. twice the OPTML coefficient
-    (``no_l1_epochs`` is ignored), and AdamW (PyTorch's default weight decay 0.01; ``momentum``
-    and ``weight_decay`` are then unused) with learning rate ``lr``. Checked in the code: the
+    (``no_l1_epochs`` must stay 0), and AdamW (PyTorch's default weight decay 0.01; ``momentum``
+    and ``weight_decay`` are then unused, and the row's ``record`` names the optimiser that ran)
+    with learning rate ``lr``. Checked in the code: the
     coefficient is updated *after* each step, so the very first step uses ``alpha`` and the first
     step of each later epoch still uses the previous epoch's value; we reproduce that one-step
     lag [V-code]. ``lr`` keeps the SGD default 0.01, which is large for AdamW: MinNorm-OG's grids
@@ -79,6 +80,7 @@ class L1Sparse(Method):
             optimizer = sgd(model, params.lr, params.momentum, params.weight_decay)
         else:
             optimizer = adamw(model, params.lr)
+        ran = f"{type(optimizer).__name__} weight_decay={optimizer.defaults['weight_decay']:g}"
         parameters = [p for p in model.parameters() if p.requires_grad]
         guard = LossGuard(self.name, data.device)
         model.train()
@@ -97,7 +99,7 @@ class L1Sparse(Method):
                 if params.schedule == "minnorm":
                     coefficient = l1_coefficient(params.alpha, epoch, params.epochs, 0, "minnorm")
             guard.check(epoch + 1)
-        return {"steps": guard.steps}
+        return {"steps": guard.steps, "optimizer": ran}
 
 
 def check_params(method: str, params: L1Sparse.Params) -> None:
@@ -107,6 +109,8 @@ def check_params(method: str, params: L1Sparse.Params) -> None:
         raise MethodError(f"{method}.alpha (the L1 coefficient) must be >= 0; got {params.alpha}")
     if params.epochs < 1 or params.batch_size < 1:
         raise MethodError(f"{method}.epochs and batch_size must be >= 1; got {params.epochs}, {params.batch_size}")
+    if params.schedule == "minnorm" and params.no_l1_epochs != 0:
+        raise MethodError(f"{method}.no_l1_epochs applies to schedule 'optml' only (MinNorm-OG's decay has no L1-free epochs); got {params.no_l1_epochs}")
     if not 0 <= params.no_l1_epochs < params.epochs:
         raise MethodError(
             f"{method}.no_l1_epochs must lie in [0, epochs) = [0, {params.epochs}); got {params.no_l1_epochs}"

@@ -104,7 +104,7 @@ def require_class_wise(method: str, data: Granted) -> tuple[int, ...]:
     if not data.forget_classes:
         raise MethodError(
             f"{method} needs a class-wise request (it removes the forgotten classes' feature directions); "
-            "this request forgets individual samples"
+            "this request forgets only part of a class (individual samples, or a sub-concept of a superclass label)"
         )
     return tuple(int(c) for c in data.forget_classes)
 

@@ -196,5 +196,13 @@ def check_params(method: str, params: Scrub.Params) -> None:
         raise MethodError(f"{method}.lr must be > 0; got {params.lr}")
     if params.clip < 0:
         raise MethodError(f"{method}.clip must be >= 0 (0 = no clipping); got {params.clip}")
+    if not params.gamma >= 0 or not params.alpha >= 0:
+        raise MethodError(
+            f"{method}.gamma (CE weight) and alpha (KL weight) on the retain set must be >= 0; got {params.gamma}, {params.alpha}"
+        )
+    if not 0 <= params.momentum < 1 or not params.weight_decay >= 0:
+        raise MethodError(f"{method}: need momentum in [0, 1) and weight_decay >= 0; got {params.momentum}, {params.weight_decay}")
+    if any(epoch < 0 for epoch in params.lr_decay_epochs):  # the lr decays in each epoch after one of these (0: from the start)
+        raise MethodError(f"{method}.lr_decay_epochs must be >= 0 (the lr decays after each); got {params.lr_decay_epochs}")
     if not 0 < params.lr_decay_rate <= 1:
         raise MethodError(f"{method}.lr_decay_rate must lie in (0, 1]; got {params.lr_decay_rate}")

@@ -75,7 +75,9 @@ class TARF(Method):
     ``k`` 1 [I] (proposed {1, 2, 5}), ``t1`` 1 (proposed 1-2), ``t0`` 3 (proposed 3-5 final GD
     epochs), batch 128 for D_un and for D_f [I] (proposed 128/256), quantile 0.10 [V-rev].
 
-    Record: ``ascent_weights`` (k(t) per epoch), ``gated_classes``, ``gated_samples`` (the number of
+    Record: ``ascent_weights`` (k(t) per epoch), ``gated_classes`` (and, for the class gate,
+    ``gated_class_ids``: the same label indices as a string such as ``"4,5"``, kept in a bench
+    row's ``record``), ``gated_samples`` (the number of
     D_un samples excluded from descent), ``gate_scored`` (samples scored) and, for the class
     gate, ``class_accuracy_drop`` (class -> drop in percentage points).
 
@@ -181,6 +183,11 @@ def check_params(method: str, params: TARF.Params) -> None:
         raise MethodError(f"{method}.beta_mode must be one of {', '.join(BETA_MODES)}; got {params.beta_mode!r}")
     if params.beta_mode == "quantile" and not 0 <= params.beta_quantile < 1:
         raise MethodError(f"{method}.beta_quantile (the gated-out top fraction) must lie in [0, 1); got {params.beta_quantile}")
+    if params.beta_mode == "quantile" and params.n_target_classes is not None:
+        raise MethodError(
+            f"{method}.n_target_classes is used by beta_mode 'known_count' only; with 'quantile' set beta_quantile "
+            f"(or add beta_mode=known_count); got n_target_classes={params.n_target_classes}"
+        )
     if params.beta_mode == "known_count":
         if params.gate != "class_accuracy_drop":
             raise MethodError(f"{method}: beta_mode 'known_count' gates whole classes; use gate 'class_accuracy_drop'")
@@ -291,7 +298,8 @@ def apply_gate(
         gated = select_classes(drops, count, positive_only=params.beta_mode == "quantile")
         labels = retain.images.labels[torch.as_tensor(indices, device=retain.images.labels.device)].cpu().numpy()
         keep = ~np.isin(labels, gated)
-        record.update(gated_classes=gated, class_accuracy_drop=drops)
+        # the string form survives into bench rows, which keep single values only
+        record.update(gated_classes=gated, gated_class_ids=",".join(str(int(c)) for c in gated), class_accuracy_drop=drops)
     else:
         scores = sample_loss_change(reference, current)
         count = top_count(len(scores), params.beta_quantile)

@@ -129,6 +129,8 @@ OVERRIDE_KEYS = (
     "dataset", "data_root", "model", "tasks", "methods", "hparams", "seeds", "train_size", "test_size", "epochs",
     "audit", "audit_reconstruction", "audit_steps", "out", "device", "cache_dir", "save_models",
 )  # fmt: skip
+# seeds: the sine part's seed count; dataset: the colour parts' data
+MINNORM_OVERRIDE_KEYS = ("dataset", "data_root", "seeds", "out", "device", "cache_dir")
 
 
 def suites_dir() -> Path:
@@ -182,6 +184,13 @@ def with_overrides(config: SuiteConfig, overrides: Mapping[str, Any]) -> SuiteCo
     ``dataset`` the colour parts' dataset.
     """
     _check_keys(overrides, OVERRIDE_KEYS, "command-line overrides")
+    if config.kind == "minnorm":  # its runners take their own presets: an ignored option would mislead
+        ignored = [key for key in overrides if key not in MINNORM_OVERRIDE_KEYS]
+        if ignored:
+            raise SuiteError(
+                f"{config.name}: {', '.join(ignored)} do not apply to the MinNorm-OG suite (its sine and colour runners "
+                f"use their own presets); it takes {', '.join(MINNORM_OVERRIDE_KEYS)} (docs/suites.md)"
+            )
     changes = dict(overrides)
     if "hparams" in changes:
         changes["hparams"] = _merge_hparams(config.hparams, changes["hparams"])

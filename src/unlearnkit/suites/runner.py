@@ -216,9 +216,10 @@ def _run_minnorm(config: SuiteConfig, console: Console) -> SuiteResult:
         _print_wide(console, table)
         notes += sine_notes(sine)
     for part in config.colour:
-        colour_rows, note = _run_colour(part, config, console)
+        colour_rows, note, colour_markdown = _run_colour(part, config, console)
         rows += colour_rows
         notes.append(note)
+        markdown = "\n\n".join(m for m in (markdown, colour_markdown) if m)  # table.md holds every printed table
     return SuiteResult(rows, markdown, notes + list(config.notes))
 
 
@@ -279,27 +280,27 @@ def sine_notes(sine: Any) -> list[str]:
     return notes
 
 
-def _run_colour(part: str, config: SuiteConfig, console: Console) -> tuple[list[dict[str, Any]], str]:
+def _run_colour(part: str, config: SuiteConfig, console: Console) -> tuple[list[dict[str, Any]], str, str]:
     """Run ``unlearnkit.suites.colour_<part>`` if it is installed, through the first entry point it has.
 
     The colour runners are built separately; this calls ``run_<part>_benchmark`` (or
     ``run_colour_<part>_benchmark``, ``run_benchmark``) with those of ``dataset`` (the suite's
     ``colour_dataset``), ``quick``, ``device``, ``cache_dir``, ``out_json`` and ``progress`` that
     its signature names; its presets decide everything else (seeds, budgets, grids). Returns the
-    rows (flat dicts) and a note for the table.
+    rows (flat dicts), a note for the table and the table as Markdown (empty if it did not run).
     """
     module_name = f"unlearnkit.suites.colour_{part}"
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        return [], f"colour {part}: {module_name} is not available ({err}); this part was not run"
+        return [], f"colour {part}: {module_name} is not available ({err}); this part was not run", ""
     names = (f"run_{part}_benchmark", f"run_colour_{part}_benchmark", "run_benchmark")
     entry = next((getattr(module, n) for n in names if callable(getattr(module, n, None))), None)
     if entry is None:
-        return [], f"colour {part}: {module_name} has none of {', '.join(names)}; this part was not run"
+        return [], f"colour {part}: {module_name} has none of {', '.join(names)}; this part was not run", ""
     signature = inspect.signature(entry)
     if config.quick and "quick" not in signature.parameters:
-        return [], f"colour {part}: {module_name}.{entry.__name__} has no quick option; not run in quick mode"
+        return [], f"colour {part}: {module_name}.{entry.__name__} has no quick option; not run in quick mode", ""
     available: dict[str, Any] = {
         "quick": config.quick,
         "device": config.device,
@@ -309,29 +310,35 @@ def _run_colour(part: str, config: SuiteConfig, console: Console) -> tuple[list[
     }
     required = [p.name for p in signature.parameters.values() if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(name not in (*available, "dataset") for name in required):
-        return [], f"colour {part}: {module_name}.{entry.__name__} needs {required}; the suite passes {sorted(available)} and dataset; not run"
+        return [], f"colour {part}: {module_name}.{entry.__name__} needs {required}; the suite passes {sorted(available)} and dataset; not run", ""
     if "dataset" in signature.parameters:
         try:
             available["dataset"] = load_dataset(config.colour_dataset, config.data_root, config.cache_dir)
         except DataError as err:
-            return [], f"colour {part}: dataset {config.colour_dataset} is not available ({err}); not run"
+            return [], f"colour {part}: dataset {config.colour_dataset} is not available ({err}); not run", ""
     result = entry(**{k: v for k, v in available.items() if k in signature.parameters})
     rows = [_as_row(part, r) for r in getattr(result, "rows", result) or []]
+    markdown = ""
     if rows:
-        _print_wide(console, _flat_table(f"MinNorm-OG colour {part} ({config.colour_dataset}; {entry.__name__})", rows))
+        table, markdown = _flat_table(f"MinNorm-OG colour {part} ({config.colour_dataset}; {entry.__name__})", rows)
+        _print_wide(console, table)
     where = available["out_json"] if "out_json" in signature.parameters else "not written"
-    return rows, f"colour {part}: ran {module_name}.{entry.__name__} on {config.colour_dataset} ({len(rows)} rows; JSON: {where})"
+    return rows, f"colour {part}: ran {module_name}.{entry.__name__} on {config.colour_dataset} ({len(rows)} rows; JSON: {where})", markdown
 
 
-def _flat_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    """A plain table of the rows' scalar fields (the colour runners own their layouts)."""
+def _flat_table(title: str, rows: list[dict[str, Any]]) -> tuple[Table, str]:
+    """A plain table of the rows' scalar fields (the colour runners own their layouts), for the
+    terminal and as Markdown; a missing value (no paper number) reads ``-``."""
     keys = [k for k, v in rows[0].items() if isinstance(v, (str, int, float)) or v is None]
+    cells = [[_g(row.get(k)) if isinstance(row.get(k), float) or row.get(k) is None else str(row[k]) for k in keys] for row in rows]
     table = Table(title=title)
     for key in keys:
         table.add_column(key, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(*(_g(row.get(k)) if isinstance(row.get(k), float) else str(row.get(k, "-")) for k in keys))
-    return table
+    for line in cells:
+        table.add_row(*line)
+    markdown = "\n".join([f"### {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+                         + ["| " + " | ".join(line) + " |" for line in cells])
+    return table, markdown
 
 
 def _as_row(part: str, row: Any) -> dict[str, Any]:

@@ -280,7 +280,11 @@ def run_sine_benchmark(
     """
     seeds, methods = tuple(seeds), tuple(methods)
     datas = {seed: make_sine_data(seed) for seed in seeds}
-    originals = {seed: original_model(seed, original_epochs, hidden, cache_dir) for seed in seeds}
+    originals = {}
+    for seed in seeds:  # ~100 s each on a CPU the first time (cached after): say so before the wait
+        if progress is not None:
+            progress(f"original model of seed {seed} ({original_epochs} epochs; cached after the first run)")
+        originals[seed] = original_model(seed, original_epochs, hidden, cache_dir)
     rows = []
     for epochs in budgets:
         candidates = grid(epochs)

@@ -71,12 +71,26 @@ def select_best(candidates: Mapping[Hashable, TrialSummary]) -> Hashable:
 __all__ = ["TrialSummary", "central_range", "select_best", "summarise"]
 
 
+class JournalSettingsError(ValueError):
+    """A journal of candidates scored with other settings; rerunning would mix or discard them."""
+
+    def __init__(self, path: Path, lines: list[Any], settings: dict[str, Any]) -> None:
+        earlier = lines[0].get("settings", {}) if isinstance(lines[0], dict) else {}
+        changed = ", ".join(f"{k}: {earlier.get(k)!r} then, {settings.get(k)!r} now" for k in sorted(set(earlier) | set(settings))
+                            if earlier.get(k) != settings.get(k))
+        super().__init__(
+            f"{path} holds {len(lines) - 1} candidates scored with other settings ({changed or 'no settings line'}); "
+            f"rerun with those settings to resume, use another --out, or move {path.name} away to start over"
+        )
+
+
 class TrialJournal:
     """The scored candidates of a hyperparameter search, one JSON line each, appended as each finishes.
 
     A search of hours (the sine benchmark's full grid) then resumes where it stopped: :meth:`get`
     returns what an earlier run of the same ``settings`` scored. The first line holds the settings;
-    a journal of other settings is started over. A torn line (a crash mid-write) is dropped.
+    a journal of other settings is refused (:class:`JournalSettingsError`), not overwritten: its
+    candidates may be hours of work. A torn line (a crash mid-write) is dropped.
     """
 
     def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
@@ -85,8 +99,9 @@ class TrialJournal:
         self.path = Path(path)
         header = {"settings": json.loads(json.dumps(dict(settings), default=str))}  # as it reads back
         lines = read_json_lines(self.path)
-        same = bool(lines) and lines[0] == header
-        self.entries: dict[str, dict[str, Any]] = {entry["key"]: entry for entry in lines[1:]} if same else {}
+        if lines and lines[0] != header:
+            raise JournalSettingsError(self.path, lines, header["settings"])
+        self.entries: dict[str, dict[str, Any]] = {entry["key"]: entry for entry in lines[1:]}
         # Rewritten whole, so that appends start on a clean line after a torn one.
         text = "".join(json.dumps(line) + "\n" for line in [header, *self.entries.values()])
         atomic_write_bytes(self.path, text.encode())

@@ -37,6 +37,16 @@ def make_request(dataset: Dataset, spec: str, seed: int = 0) -> ForgetRequest:
     return REQUEST_KINDS[kind][0](dataset, argument, seed)
 
 
+def name_list(names: str | Sequence[str | int]) -> list[str | int]:
+    """``names`` as a list; one string is one name (``"34"`` is class 34, not classes 3 and 4), and a
+    bool is refused (``True`` would otherwise read as class index 1)."""
+    names = [names] if isinstance(names, str) else list(names)
+    bools = [n for n in names if isinstance(n, bool | np.bool_)]
+    if bools:
+        raise RequestError(f"{bools[0]} is not a class name or index; give names (str) or indices (int)")
+    return names
+
+
 def resolve_classes(names: Sequence[str | int], class_names: Sequence[str]) -> tuple[int, ...]:
     """Map class names or indices (ints or digit strings) to indices; unknown ones are an error."""
     resolved = []
@@ -55,18 +65,19 @@ def resolve_classes(names: Sequence[str | int], class_names: Sequence[str]) -> t
     return tuple(resolved)
 
 
-def class_request(dataset: Dataset, classes: Sequence[str | int], label_space: str = "fine") -> ForgetRequest:
+def class_request(dataset: Dataset, classes: str | Sequence[str | int], label_space: str = "fine") -> ForgetRequest:
     """Forget every training sample of ``classes`` (names or indices); test accuracy uses the other classes.
 
     ``label_space`` is ``"fine"`` (the class labels) or ``"coarse"`` (a dataset's superclasses,
     e.g. CIFAR-100's 20): the classes are named in, and the model predicts, that label space.
     """
+    classes = name_list(classes)
     if len(classes) == 0:
         raise RequestError("class-wise forgetting needs at least one class")
     train_labels = labels_in_space(dataset.train, label_space, dataset.name)
     test_labels = labels_in_space(dataset.test, label_space, dataset.name)
     class_names = class_names_in_space(dataset, label_space)
-    forget_classes = resolve_classes(list(classes), list(class_names))
+    forget_classes = resolve_classes(classes, list(class_names))
     if len(forget_classes) == len(class_names):
         raise RequestError(f"forgetting all {len(forget_classes)} classes leaves nothing to retain")
     in_forget = np.isin(train_labels, forget_classes)
@@ -118,6 +129,8 @@ def _forget_count(amount: float | int, n: int) -> int:
     if isinstance(amount, bool | np.bool_):
         raise RequestError(f"a forget amount must be a fraction in (0, 1) or a whole count; got the bool {amount}")
     if isinstance(amount, int | np.integer):
+        if amount < 1:
+            raise RequestError(f"a forget count must be >= 1; got {amount}")
         return int(amount)
     if not isinstance(amount, float | np.floating):
         raise RequestError(f"a forget amount must be a number (a fraction in (0, 1) or a count); got {amount!r}")

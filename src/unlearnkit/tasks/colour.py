@@ -226,8 +226,9 @@ def make_collapse_data(train: ImageData, forget_fraction: float = 0.01, seed: in
     CIFAR-10 class) re-rendered in a uniformly random *other* class's colour, keeping the
     content label. ``round(forget_fraction * n_k)`` per class, at least one [I]; seeded NumPy draws.
     """
-    if train.num_classes > len(PALETTE_RGB):
-        raise ColourError(f"the palette has {len(PALETTE_RGB)} colours; the data has {train.num_classes} classes")
+    classes = train.num_classes
+    if not 2 <= classes <= len(PALETTE_RGB):
+        raise ColourError(f"the collapse task needs 2 to {len(PALETTE_RGB)} classes (one palette colour each); the data has {classes}")
     if not 0 < forget_fraction <= 1:
         raise ColourError(f"forget_fraction must lie in (0, 1]; got {forget_fraction}")
     rng = np.random.default_rng(seed)
@@ -239,8 +240,9 @@ def make_collapse_data(train: ImageData, forget_fraction: float = 0.01, seed: in
                 np.sort(rng.choice(members, size=max(1, round(forget_fraction * len(members))), replace=False))
             )
     forget_src = np.concatenate(chosen)
-    shift = rng.integers(1, len(PALETTE_RGB), size=len(forget_src))  # never 0: always another colour
-    forget_colours = (train.labels[forget_src] + shift) % len(PALETTE_RGB)
+    # another class's colour: with fewer than 10 classes the palette's extra colours belong to no class
+    shift = rng.integers(1, classes, size=len(forget_src))  # never 0: always another colour
+    forget_colours = (train.labels[forget_src] + shift) % classes
     source = np.concatenate([np.arange(len(train)), forget_src])
     colours = np.concatenate([train.labels, forget_colours])
     images = palette_render(train.images[source], colours)
@@ -255,14 +257,17 @@ def collapse_sample_weights(n_retain: int, n_forget: int, p: float = 0.01) -> np
 
 
 def palette_test_set(test: ImageData) -> ImageData:
-    """Every test image in each of the 10 colours, labelled by colour index (spec 3.4c's metric set).
+    """Every test image in each class colour (the first ``num_classes`` palette colours: all 10 on
+    CIFAR-10), labelled by colour index (spec 3.4c's metric set).
 
     Colour-major order: the first ``len(test)`` images are red, the next green, and so on.
     """
-    n = len(test)
-    colours = np.repeat(np.arange(len(PALETTE_RGB)), n)
-    images = palette_render(np.tile(test.images, (len(PALETTE_RGB), 1, 1, 1)), colours)
-    return ImageData(images, colours, PALETTE_NAMES)
+    n, classes = len(test), test.num_classes
+    if classes > len(PALETTE_RGB):
+        raise ColourError(f"the palette has {len(PALETTE_RGB)} colours; the data has {classes} classes")
+    colours = np.repeat(np.arange(classes), n)
+    images = palette_render(np.tile(test.images, (classes, 1, 1, 1)), colours)
+    return ImageData(images, colours, PALETTE_NAMES[:classes])
 
 
 def colour_accuracy(logits: torch.Tensor, colours: torch.Tensor) -> float:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unlearnkit.data import Dataset
-from unlearnkit.tasks.builders import register_request
+from unlearnkit.tasks.builders import name_list, register_request
 from unlearnkit.tasks.hierarchy import Hierarchy, attach_hierarchy, hierarchy_of, with_hierarchy
 from unlearnkit.tasks.request import ForgetRequest, RequestError
 
@@ -151,8 +151,8 @@ def check_relations(task: str, given: Concept, target: Concept, label_space: str
 def tarf_request(
     dataset: Dataset,
     task: str,
-    given: Sequence[str | int],
-    target: Sequence[str | int] | None = None,
+    given: str | Sequence[str | int],
+    target: str | Sequence[str | int] | None = None,
     *,
     label_space: str | None = None,
     hierarchy: Hierarchy | Mapping[str, str] | None = None,
@@ -162,7 +162,8 @@ def tarf_request(
     Args:
         dataset: the data; it needs a hierarchy: its coarse labels, a built-in grouping, or ``hierarchy``.
         task: ``"full-match"``, ``"target-mismatch"``, ``"model-mismatch"`` or ``"data-mismatch"``.
-        given: the classes whose training data is given as D_f (fine or superclass names).
+        given: the classes whose training data is given as D_f (fine or superclass names, or
+            fine class indices; one string is one name).
         target: the target concept; default: ``given`` for full and model mismatch, the given
             classes' superclasses for target and data mismatch.
         label_space: the model's labels; default ``"fine"`` for full and target mismatch,
@@ -179,9 +180,9 @@ def tarf_request(
         raise RequestError(f"unknown TARF task {task!r}; valid: {', '.join(TARF_TASKS)}")
     dataset = attach_hierarchy(dataset, hierarchy) if hierarchy is not None else with_hierarchy(dataset)
     tree = hierarchy_of(dataset)
-    given_concept = resolve_concept(list(given), tree, "given forget data")
+    given_concept = resolve_concept(name_list(given), tree, "given forget data")
     label_space = label_space or default_label_space(task, given_concept, tree)
-    target_concept = resolve_concept(list(target), tree, "target") if target is not None else default_target(task, given_concept, tree)
+    target_concept = resolve_concept(name_list(target), tree, "target") if target is not None else default_target(task, given_concept, tree)
     model = model_classes(tree, label_space)
     check_relations(task, given_concept, target_concept, label_space, model)
     return _build(dataset, task, tree, label_space, given_concept, target_concept)
