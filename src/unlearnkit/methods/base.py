@@ -203,7 +203,10 @@ class Method:
     def inapplicable(cls, forget_classes: tuple[int, ...]) -> str | None:
         """Why this method cannot serve a request with these forgotten classes, or None if it can."""
         if cls.class_wise_only and not forget_classes:
-            return f"{cls.name} needs a class-wise request (whole classes of the model's labels); this request forgets only part of a class (individual samples, or a sub-concept of a superclass label)"
+            return (
+                f"{cls.name} needs a class-wise request (whole classes of the model's labels); this request forgets "
+                "only part of a class (individual samples, or a sub-concept of a superclass label)"
+            )
         return None
 
     @classmethod

@@ -47,10 +47,9 @@ class L1Sparse(Method):
     ``lambda_t = (2 - 2t/T) * alpha`` for 0-based epoch t, i.e. twice the OPTML coefficient
     (``no_l1_epochs`` must stay 0), and AdamW (PyTorch's default weight decay 0.01; ``momentum``
     and ``weight_decay`` are then unused, and the row's ``record`` names the optimiser that ran)
-    with learning rate ``lr``. Checked in the code: the
-    coefficient is updated *after* each step, so the very first step uses ``alpha`` and the first
-    step of each later epoch still uses the previous epoch's value; we reproduce that one-step
-    lag [V-code]. ``lr`` keeps the SGD default 0.01, which is large for AdamW: MinNorm-OG's grids
+    with learning rate ``lr``. Checked in the code: the coefficient is updated *after* each step,
+    so the very first step uses ``alpha`` and the first step of each later epoch still uses the
+    previous epoch's value; we reproduce that one-step lag [V-code]. ``lr`` keeps the SGD default 0.01, which is large for AdamW: MinNorm-OG's grids
     use 1e-3 to 1e-6, so set ``lr`` explicitly with this schedule. Deviation: MinNorm-OG's epoch
     is a pass over the *forget* batches, each paired with a cycled retain batch (D_f only counts
     steps); we keep the OPTML epoch (one pass over D_r) in both schedules, so this method never

@@ -21,8 +21,9 @@ def evaluate(
     metrics: str | tuple[str, ...] = DEFAULT_METRICS,
 ) -> dict[str, float]:
     """Compute the named metrics (one name or several) of ``model`` on ``request`` from one
-    shared forward pass. Raises ``ModelError`` if the model is not float32, is not on the device of
-    ``splits`` (:func:`unlearnkit.tasks.place`) or its output count is not the request's class count and :class:`NonFiniteOutputError` if its outputs are NaN/inf."""
+    shared forward pass. Raises ``ModelError`` if the model is not float32, is not on the device
+    of ``splits`` (:func:`unlearnkit.tasks.place`) or its output count is not the request's class
+    count, and :class:`NonFiniteOutputError` if its outputs are NaN/inf."""
     metrics = metric_names(metrics)
     check_metrics(metrics)
     check_parameters(model, trainable=False)

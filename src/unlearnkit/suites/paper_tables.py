@@ -1,9 +1,10 @@
 """The papers' result tables as data, for printing beside a suite's own numbers.
 
 Every number is copied from the project spec's ``spec/methods.md`` (the section is named on each
-table; docs/references.md maps sections to the papers); the spec restates the papers from notes and reviews, so each table carries its verification tag. Values
-are keyed by **our** row keys (:mod:`unlearnkit.metrics`, :mod:`unlearnkit.audit`) and by the
-request kind and **our** method names, so a table lines up with a suite's rows.
+table; docs/references.md maps sections to the papers); the spec restates the papers from notes
+and reviews, so each table carries its verification tag. Values are keyed by **our** row keys
+(:mod:`unlearnkit.metrics`, :mod:`unlearnkit.audit`) and by the request kind and **our** method
+names, so a table lines up with a suite's rows.
 
 A table describes its setup (dataset, model, original-model epochs); :func:`setup_notes` lists
 where a run differs from it. Such numbers are shown for orientation only: a digits CNN trained

@@ -76,8 +76,8 @@ class JournalSettingsError(ValueError):
 
     def __init__(self, path: Path, lines: list[Any], settings: dict[str, Any]) -> None:
         earlier = lines[0].get("settings", {}) if isinstance(lines[0], dict) else {}
-        changed = ", ".join(f"{k}: {earlier.get(k)!r} then, {settings.get(k)!r} now" for k in sorted(set(earlier) | set(settings))
-                            if earlier.get(k) != settings.get(k))
+        keys = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
+        changed = ", ".join(f"{k}: {earlier.get(k)!r} then, {settings.get(k)!r} now" for k in keys)
         super().__init__(
             f"{path} holds {len(lines) - 1} candidates scored with other settings ({changed or 'no settings line'}); "
             f"rerun with those settings to resume, use another --out, or move {path.name} away to start over"

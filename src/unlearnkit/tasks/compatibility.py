@@ -12,8 +12,9 @@ from unlearnkit.tasks.request import DeviceSplits, ForgetRequest
 def check_compatible(model: nn.Module, request: ForgetRequest, splits: DeviceSplits, *, trainable: bool = True) -> None:
     """Refuse a model that cannot serve the request, before any work: parameters that are not
     float32 (or, if it must be ``trainable``, all frozen) or not on the device of ``splits``, an
-    input or output shape that does not fit the request, or ``features``/``head`` that do not compose to its output (:func:`check_protocol`; an adapted
-    model whose output is e.g. ``log_softmax(fc(x))`` is refused here, not later in an audit).
+    input or output shape that does not fit the request, or ``features``/``head`` that do not
+    compose to its output (:func:`check_protocol`; an adapted model whose output is e.g.
+    ``log_softmax(fc(x))`` is refused here, not later in an audit).
     """
     check_parameters(model, trainable=trainable)
     check_device(model, splits)
