@@ -382,3 +382,11 @@ def test_place_takes_device_names_and_unlearn_follows_the_splits_device(request_
     unlearned, _ = uk.unlearn(user_model(), request_01, "ft", splits=on_cpu, epochs=1)  # device="auto"
     assert next(unlearned.parameters()).device == CPU
     assert set(uk.evaluate(unlearned, request_01, on_cpu)) >= {"forget_acc", "mia"}
+
+
+def test_cuda_without_an_index_is_the_same_place_as_cuda_0():
+    from unlearnkit.tasks.compatibility import _same_place
+
+    cuda, cuda0, cuda1, cpu = (torch.device(d) for d in ("cuda", "cuda:0", "cuda:1", "cpu"))
+    assert _same_place(cuda0, cuda) and _same_place(cuda, cuda1) and _same_place(cpu, cpu)
+    assert not _same_place(cuda0, cuda1) and not _same_place(cpu, cuda)
