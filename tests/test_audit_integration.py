@@ -70,6 +70,24 @@ def test_random_requests_are_audited_with_the_sample_wise_aus(small_digits, orig
     assert 0 < result["aus"] <= 1.5 and "fm_test_forget" not in result
 
 
+def test_aus_is_undefined_without_test_images_of_the_forgotten_class(small_digits, original) -> None:
+    from unlearnkit.data import Dataset
+    from unlearnkit.tasks import make_request
+
+    test = small_digits.test
+    kept = test.labels != 3
+    no_threes = replace(test, images=test.images[kept], labels=test.labels[kept])
+    request = make_request(Dataset("digits-no-test-3", small_digits.train, no_threes), "class:3")
+    config = replace(FAST, families=("representation",))
+    result = Auditor(request, place(request, CPU), original, None, config).audit(original)
+    assert math.isnan(result["aus"])  # Acc_f has no data: not the ideal-looking 1 - dAcc_r that Acc_f = 0 gave
+
+
+def test_cka_with_the_oracle_is_not_read_as_a_residual() -> None:
+    # the oracle scores CKA(oracle, oracle) = 1, which even a second retrain does not reach
+    assert not AUDIT_METRICS["cka_forget_oracle"].forgetting and AUDIT_METRICS["cka_forget_original"].forgetting
+
+
 def test_residual_places_a_value_between_the_references() -> None:
     assert residual(50.0, original=100.0, oracle=0.0) == 0.5
     assert residual(0.0, original=100.0, oracle=0.0) == 0.0
@@ -205,3 +223,12 @@ def test_residual_table_marks_values_outside_the_references(value, cell) -> None
     table = residual_markdown(rows)
     assert f"| class:3 | ft | {cell} |" in table
     assert "(beyond) above 1.2 = further from the oracle than the original" in table
+
+
+def test_a_residual_cell_with_an_infinite_value_says_so() -> None:
+    from unlearnkit.audit.report import _residual_cell
+
+    models = {"unlearned": {"recon_psnr": math.inf}, "original": {"recon_psnr": 30.0}, "oracle": {"recon_psnr": 12.0}}
+    assert _residual_cell(models, "recon_psnr") == "n/a (a value is not finite)"
+    models["unlearned"]["recon_psnr"] = 12.5
+    assert _residual_cell(models, "recon_psnr") != "n/a (a value is not finite)"

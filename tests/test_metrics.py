@@ -12,7 +12,7 @@ import torch
 from unlearnkit.data import Dataset
 from unlearnkit.metrics import GAP_KEYS, METRICS, ModelOutputs, SplitOutputs, evaluate, gap_to_oracle
 from unlearnkit.metrics.accuracy import accuracies
-from unlearnkit.metrics.mia import confidence, mia_efficacy, svc_attack
+from unlearnkit.metrics.mia import confidence, mia_efficacy, shadow_members, svc_attack
 from unlearnkit.tasks import ForgetRequest, place
 
 CPU = torch.device("cpu")
@@ -90,13 +90,22 @@ def test_svc_attack_separates_confident_members_from_unsure_non_members() -> Non
     assert svc_attack(members, non_members, half) == pytest.approx(50.0)
 
 
-def test_mia_efficacy_uses_the_first_test_size_retain_samples_as_members() -> None:
+def test_shadow_members_are_a_seeded_draw_from_the_whole_retain_split() -> None:
+    # A class-sorted retain split (an image folder's order): 25 of class 0, then 25 of class 1.
+    retain = SplitOutputs(torch.randn(50, 2, generator=torch.Generator().manual_seed(0)), torch.tensor([0] * 25 + [1] * 25))
+    shadow = shadow_members(retain, 10)
+    assert len(shadow) == 10 and set(shadow.labels.tolist()) == {0, 1}  # a slice of the first 10 would be class 0 only
+    assert torch.equal(shadow.logits, shadow_members(retain, 10).logits)  # seeded: the same draw every time
+    rows = [int(torch.nonzero((retain.logits == row).all(1))[0]) for row in shadow.logits]
+    assert rows == sorted(rows) and len(set(rows)) == 10  # distinct samples, kept in index order
+    assert shadow_members(retain, 50) is retain and shadow_members(retain, 80) is retain
+
+
+def test_mia_efficacy_takes_test_size_shadow_members_and_the_retained_test_split() -> None:
     n_test = 10
-    # The first |test_retain| retain samples are confident; every later one looks like the test set.
-    retain_conf = np.concatenate([_around(0.99, n_test, 0.01, seed=0), _around(0.1, 40, 0.02, seed=1)])
     outputs = ModelOutputs(
         {
-            "retain": _at_confidence(retain_conf),
+            "retain": _at_confidence(_around(0.99, 50, 0.01, seed=0)),  # members: confident
             "test_retain": _at_confidence(_around(0.1, n_test, 0.02, seed=2)),
             # A distractor: the forgotten classes' test split is confident; it must not be a non-member.
             "test_forget": _at_confidence(_around(0.99, 30, 0.01, seed=3)),
@@ -104,16 +113,10 @@ def test_mia_efficacy_uses_the_first_test_size_retain_samples_as_members() -> No
         }
     )
     result = mia_efficacy(outputs, NO_REQUEST)
-    assert set(result) == {"mia"}
-    assert result["mia"] == pytest.approx(100.0)
-    # The construction discriminates: with every retain sample as a member the answer would differ.
-    all_members = svc_attack(
-        confidence(outputs["retain"]), confidence(outputs["test_retain"]), confidence(outputs["forget"])
-    )
-    assert all_members < 50.0
-    # ... and so it would with the first |whole test set| retain samples.
-    first_40 = SplitOutputs(outputs["retain"].logits[:40], outputs["retain"].labels[:40])
-    assert svc_attack(confidence(first_40), confidence(outputs["test_retain"]), confidence(outputs["forget"])) < 50.0
+    assert set(result) == {"mia"} and result["mia"] == pytest.approx(100.0)
+    shadow = shadow_members(outputs["retain"], n_test)
+    expected = svc_attack(confidence(shadow), confidence(outputs["test_retain"]), confidence(outputs["forget"]))
+    assert result["mia"] == expected
 
 
 def test_mia_efficacy_is_zero_when_forget_looks_like_members() -> None:

@@ -73,7 +73,11 @@ AUDIT_METRICS: dict[str, MetricInfo] = {
     "cka_forget_original": MetricInfo("CKA(D_f features, original)", _LOWER, "representation", resolution=0.02),
     "cka_retain_original": MetricInfo("CKA(D_r features, original)", "higher = retained representation kept", "representation", forgetting=False),
     "rus_o": MetricInfo("RUS^(o)", "higher = better", "representation", forgetting=False),
-    "cka_forget_oracle": MetricInfo("CKA(D_f features, oracle)", _HIGHER, "representation", resolution=0.02),
+    # Not a forgetting reading: the oracle's own value is CKA(oracle, oracle) = 1, a reference no other
+    # model (not even a second retrain) reaches, so a residual against it would call retrains shallow.
+    "cka_forget_oracle": MetricInfo(
+        "CKA(D_f features, oracle)", "higher = closer to the oracle (its own reading is 1)", "representation", forgetting=False
+    ),
     "cka_retain_oracle": MetricInfo("CKA(D_r features, oracle)", _CLOSER, "representation", forgetting=False),
     "rus_r": MetricInfo("RUS^(r)", "higher = better", "representation", forgetting=False),
     "aus": MetricInfo("AUS", "higher = better (1 = ideal)", "representation", forgetting=False),
@@ -236,7 +240,9 @@ class Auditor:
     def _aus(self, view: _View) -> float:
         ours = _accuracies(view, self.request, self.splits)
         if self.request.forget_classes:
-            return aus(self.original_accuracy["test_retain"], ours["test_retain"], _or_zero(ours["test_forget"]))
+            if math.isnan(ours["test_forget"]):  # no test images of the forgotten classes: Acc_f, so AUS, undefined
+                return float("nan")
+            return aus(self.original_accuracy["test_retain"], ours["test_retain"], ours["test_forget"])
         return aus_random(self.original_accuracy["test_retain"], ours["test_retain"], ours["test_retain"], ours["forget"])
 
     def _recovery(self, model: nn.Module) -> dict[str, float]:
@@ -280,10 +286,6 @@ def _draw(indices: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
     if len(indices) <= size:
         return indices
     return np.sort(rng.choice(indices, size, replace=False))
-
-
-def _or_zero(value: float) -> float:
-    return 0.0 if math.isnan(value) else value
 
 
 def _outputs(view: _View, request: ForgetRequest, splits: DeviceSplits) -> ModelOutputs:

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
-from unlearnkit.metrics.mia import confidence, svc_attack
+from unlearnkit.metrics.mia import confidence, shadow_members, svc_attack
 from unlearnkit.metrics.outputs import ModelOutputs, SplitOutputs
 
 MEntropyForm = Literal["song_mittal", "optml"]
@@ -74,7 +74,8 @@ def modified_entropy(split: SplitOutputs) -> np.ndarray:
 def modified_entropy_optml(split: SplitOutputs) -> np.ndarray:
     """OPTML's ``m_entropy`` as coded (S11/S12 ``evaluation/SVC_MIA.py``) [V-code], as a column.
 
-    Two deviations from :func:`modified_entropy` are reproduced, both documented in spec 6.4a:
+    Two deviations from :func:`modified_entropy` are reproduced (spec 6.4a records the first; the
+    second we read in the same OPTML code):
 
     1. the "reverse" log is ``log p_k``, not ``log(1 - p_k)``;
     2. the label columns are selected with ``[:, labels]`` over the **whole split**, so every row
@@ -139,9 +140,10 @@ def _check_outputs(outputs: ModelOutputs, names: tuple[str, ...]) -> None:
 def optml_mia_family(outputs: ModelOutputs, m_entropy: MEntropyForm = "song_mittal") -> dict[str, float]:
     """OPTML's SVC membership attack with each of its five features (spec 6.4a) [V-code S11/S12].
 
-    Shadow members are the first ``|test_retain|`` retain samples, shadow non-members the
-    ``test_retain`` split, targets the forget set: exactly :func:`unlearnkit.metrics.mia.mia_efficacy`,
-    whose ``mia`` equals ``mia_confidence`` here. For each feature an ``SVC(C=3, gamma='auto', rbf)``
+    Shadow members are ``|test_retain|`` seeded random retain samples
+    (:func:`~unlearnkit.metrics.mia.shadow_members`), shadow non-members the ``test_retain``
+    split, targets the forget set: exactly :func:`unlearnkit.metrics.mia.mia_efficacy`, whose
+    ``mia`` equals ``mia_confidence`` here. For each feature an ``SVC(C=3, gamma='auto', rbf)``
     is fit on the shadow sets; the value is the MIA-efficacy, the % of D_f predicted
     **non-member** (higher = more forgetting; a model that memorised D_f scores well below 50).
 
@@ -154,7 +156,7 @@ def optml_mia_family(outputs: ModelOutputs, m_entropy: MEntropyForm = "song_mitt
     """
     _check_outputs(outputs, ("forget", "retain", "test_retain"))
     test, retain, forget = outputs["test_retain"], outputs["retain"], outputs["forget"]
-    shadow = SplitOutputs(retain.logits[: len(test)], retain.labels[: len(test)])
+    shadow = shadow_members(retain, len(test))
     return {
         f"mia_{name}": svc_attack(feature(shadow), feature(test), feature(forget))
         for name, feature in optml_features(m_entropy).items()

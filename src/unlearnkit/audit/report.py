@@ -117,6 +117,8 @@ def _residual_cell(models: dict[str, dict[str, float]], key: str) -> str:
     values = [models[n].get(key) for n in ("unlearned", "original", "oracle")]
     if any(v is None for v in values):
         return "-"
+    if not all(math.isfinite(v) for v in values):  # e.g. an exact reconstruction's infinite PSNR
+        return "n/a (a value is not finite)"
     share = metric_residual(key, *values)
     if math.isnan(share):
         return "n/a (references too close or reversed)"

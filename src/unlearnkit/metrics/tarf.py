@@ -20,8 +20,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from unlearnkit.metrics.mia import confidence, svc_attack
-from unlearnkit.metrics.outputs import ModelOutputs, SplitOutputs
+from unlearnkit.metrics.mia import confidence, shadow_members, svc_attack
+from unlearnkit.metrics.outputs import ModelOutputs
 from unlearnkit.metrics.registry import register_metric
 from unlearnkit.tasks import TARF_TASKS, TRUE_REMAINING, ForgetRequest
 
@@ -57,11 +57,11 @@ def tarf_metrics(outputs: ModelOutputs, request: ForgetRequest) -> dict[str, flo
 def _mia_pair(outputs: ModelOutputs, same_data: bool) -> tuple[float, float]:
     """MIA-efficacy (spec 6.4a) on D_f and on D_t, with the true remaining data as members.
 
-    As :func:`unlearnkit.metrics.mia.mia_efficacy` but with TARF's sets [I]: shadow members are the
-    first ``|test|`` samples of the true D_r, non-members the true-remaining test split.
+    As :func:`unlearnkit.metrics.mia.mia_efficacy` but with TARF's sets [I]: shadow members are
+    ``|test|`` seeded random samples of the true D_r, non-members the true-remaining test split.
     """
     test, remaining = outputs["test_retain"], outputs[TRUE_REMAINING]
-    shadow = SplitOutputs(remaining.logits[: len(test)], remaining.labels[: len(test)])
+    shadow = shadow_members(remaining, len(test))
     members, non_members = confidence(shadow), confidence(test)
     on_given = svc_attack(members, non_members, confidence(outputs["forget"]))
     if same_data:  # D_t = D_f (full match, model mismatch): one fit serves both
