@@ -60,3 +60,10 @@ def test_label_override_and_mirror():
     _, y, _ = next(images.batches(np.arange(3), 3, labels=override))
     assert y.tolist() == [7, 7, 7]
     assert torch.equal(images.mirrored().gather([0])[0], images.gather([0])[0].flip(3))
+
+
+def test_crop_padding_is_fitted_below_a_tiny_image_size():
+    images = DeviceImages(tiny_split(size=4), "cpu")  # reflect padding of 4 px needs images above 4 px
+    x, _, _ = next(images.batches(np.arange(10), 10, augment=Augment(crop_pad=4), generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (10, 3, 4, 4)
+    assert Augment(crop_pad=4).fitted(4, 6) == Augment(crop_pad=3) and Augment(crop_pad=4).fitted(32, 32) == Augment(crop_pad=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -67,9 +68,50 @@ def test_interrupted_training_resumes_exactly(small_digits, class_3, tmp_path):
         train(fresh_model(small_digits), images, idx, recipe, seed=2, augment=NO_AUGMENT, progress=crash_after_three, resume_path=partial, checkpoint_every_s=0)
     assert partial.exists()
     resumed = fresh_model(small_digits, seed=99)  # different init: everything must come from the checkpoint
+    earlier_s = json.loads(partial.with_suffix(".json").read_text())["time_s"]
     stats = train(resumed, images, idx, recipe, seed=2, augment=NO_AUGMENT, resume_path=partial)
     assert stats.resumed_from_epoch == 2  # the save after epoch 2 is the last before the crash at 3
     torch.testing.assert_close(flat(resumed), flat(reference))
+    assert earlier_s > 0 and stats.time_s > earlier_s  # the reported cost includes the epochs before the crash
+
+
+def test_a_partial_checkpoint_torn_between_its_two_files_starts_over(small_digits, class_3, tmp_path):
+    from unlearnkit.train import _save_partial, make_optimizer
+
+    images, idx, recipe = place(class_3, CPU).train, class_3.retain_idx, replace(TINY_RECIPE, epochs=3)
+    partial = tmp_path / "run.partial.safetensors"
+    model = fresh_model(small_digits)
+    _save_partial(partial, model, make_optimizer(model, recipe), epoch=1, time_s=1.0)
+    sidecar = partial.with_suffix(".json").read_bytes()
+    _save_partial(partial, fresh_model(small_digits, seed=5), make_optimizer(model, recipe), epoch=2, time_s=2.0)
+    partial.with_suffix(".json").write_bytes(sidecar)  # killed after the weights were replaced, before the sidecar
+    stats = train(fresh_model(small_digits), images, idx, recipe, seed=2, augment=NO_AUGMENT, resume_path=partial)
+    assert stats.resumed_from_epoch == 0  # not "epoch 1" with epoch-2 weights
+
+
+def test_corrupted_weights_are_refused_and_a_cached_model_is_retrained(small_digits, class_3, tmp_path):
+    from unlearnkit.checkpoint import CheckpointError, load_state, save_checkpoint
+
+    path = save_checkpoint(fresh_model(small_digits), tmp_path / "m")
+    data = bytearray(path.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])  # bit rot inside the last tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="do not match the hash saved with them"):
+        load_state(fresh_model(small_digits), path)
+    sidecar = path.with_suffix(".json")
+    save_checkpoint(fresh_model(small_digits), tmp_path / "m", {"note": "a"})
+    sidecar.write_text('{"note": "edited by hand"}')
+    assert load_state(fresh_model(small_digits), path) == {"note": "edited by hand"}  # a user's own sidecar may change
+
+
+def test_cache_key_follows_augmentation_and_ignores_the_test_split(small_digits, class_3):
+    from unlearnkit.data import Dataset
+
+    base = TrainJob(small_digits, "mlp", class_3.retain_idx, class_3.train_labels, "fine", TINY_RECIPE, seed=0)
+    flipped = Dataset("imagefolder", small_digits.train, small_digits.test)  # same arrays, crop+flip augmentation
+    assert replace(base, dataset=flipped).key() != base.key()
+    fewer_tests = small_digits.subset(None, 50)
+    assert replace(base, dataset=fewer_tests).key() == base.key()  # another --test-size reuses the model
 
 
 def test_cache_reuses_the_trained_model(small_digits, class_3, tmp_path):

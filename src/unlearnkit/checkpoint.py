@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,11 @@ def json_ready(value: Any) -> Any:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as strict JSON (:func:`json_ready`; anything else unknown as its ``str``), atomically."""
-    text = json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
+    atomic_write_bytes(path, _json_bytes(obj))
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
 
 
 def read_json_lines(path: Path) -> list[Any]:
@@ -138,18 +141,36 @@ def weights_path(path: str | Path) -> Path:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Save ``tensors`` as safetensors, then the sidecar: a sidecar present means the pair is complete."""
+    """Save ``tensors`` as safetensors, then the sidecar: a sidecar present means the pair is complete.
+
+    The weights file's header holds a hash of the tensors and one of the sidecar it was saved
+    with, so a pair torn by a crash between the two writes (new weights beside an old sidecar)
+    and corrupted weights are both refused on load instead of read as a valid checkpoint.
+    """
     path = Path(path)
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    sidecar = _json_bytes(meta)
+    header = {"tensors_sha256": tensors_digest(cpu), "sidecar_sha256": hashlib.sha256(sidecar).hexdigest()}
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        save_file(cpu, tmp, metadata=header)
         os.chmod(tmp, _FILE_MODE)  # save_file writes the file anew, with mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    atomic_write_json(sidecar_path(path), meta)
+    atomic_write_bytes(sidecar_path(path), sidecar)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of CPU ``tensors`` (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -176,19 +197,38 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def read_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; a truncated or foreign file is a :class:`CheckpointError`."""
+def read_tensors(path: str | Path, device: str = "cpu", *, same_save: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated, foreign or corrupted file is a
+    :class:`CheckpointError`. With ``same_save`` (the toolkit's own partial and cached models),
+    so is a sidecar from another save than the weights; a user may edit their own sidecar.
+    Files saved before the header hashes existed are read unchecked."""
     try:
-        return load_file(str(path), device=device)
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(
             f"{path} is not a readable safetensors checkpoint ({err}); it may be truncated by an interrupted copy "
             "or not a checkpoint at all: re-create it"
         ) from err
+    _verify(Path(path), header, tensors, same_save)
+    return tensors if device == "cpu" else {k: v.to(device) for k, v in tensors.items()}
 
 
-def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load weights saved by :func:`save_checkpoint` into ``model``; return the sidecar."""
+def _verify(path: Path, header: dict[str, str], tensors: dict[str, torch.Tensor], same_save: bool) -> None:
+    if "tensors_sha256" in header and tensors_digest(tensors) != header["tensors_sha256"]:
+        raise CheckpointError(f"{path}'s weights do not match the hash saved with them (corrupted on disk?); re-create it")
+    side = sidecar_path(path)
+    if same_save and "sidecar_sha256" in header and hashlib.sha256(side.read_bytes()).hexdigest() != header["sidecar_sha256"]:
+        raise CheckpointError(
+            f"{side.name} is not the sidecar {path.name} was saved with (a save interrupted between the two files?); "
+            "re-create the checkpoint"
+        )
+
+
+def load_state(model: nn.Module, path: str | Path, *, same_save: bool = False) -> dict[str, Any]:
+    """Load weights saved by :func:`save_checkpoint` into ``model``; return the sidecar
+    (``same_save``: see :func:`read_tensors`)."""
     given, path = Path(path), weights_path(path)
     if not path.exists():
         if given != path and given.is_file():
@@ -199,7 +239,7 @@ def load_state(model: nn.Module, path: str | Path) -> dict[str, Any]:
             )
         raise CheckpointError(f"no checkpoint at {path}")
     meta = read_sidecar(path)
-    state = read_tensors(path)
+    state = read_tensors(path, same_save=same_save)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -235,7 +275,7 @@ def cached_fit(model: nn.Module, fit: Callable[[nn.Module], None], key: dict[str
     path = Path(cache_dir) / f"{key.get('kind', 'model')}-{digest}.safetensors"
     if path.exists() and sidecar_path(path).exists():
         try:
-            load_state(model, path)
+            load_state(model, path, same_save=True)
             return model.eval()
         except CheckpointError as err:  # a damaged cache entry is refitted, not fatal
             log.warning("refitting %s: %s", path.name, err)

@@ -156,7 +156,7 @@ def train(
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
     optimizer = make_optimizer(model, recipe)
-    start_epoch = _resume(resume_path, model, optimizer) if resume_path else 0
+    start_epoch, earlier_s = _resume(resume_path, model, optimizer) if resume_path else (0, 0.0)
     step = start_epoch * steps_per_epoch
     forward = torch.compile(model) if recipe.compile else model
     model.train()
@@ -189,7 +189,7 @@ def train(
         if progress:
             progress(epoch + 1, recipe.epochs, epoch_loss)
         if resume_path and epoch + 1 < recipe.epochs and time.perf_counter() - last_save > checkpoint_every_s:
-            _save_partial(resume_path, model, optimizer, epoch + 1)
+            _save_partial(resume_path, model, optimizer, epoch + 1, earlier_s + time.perf_counter() - start)
             last_save = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -198,7 +198,7 @@ def train(
     return TrainStats(
         epochs=recipe.epochs,
         steps=total_steps,
-        time_s=elapsed,
+        time_s=earlier_s + elapsed,  # a resumed run counts the epochs trained before the interruption too
         images_per_s=done_epochs * len(train_idx) / max(elapsed, 1e-9),
         final_loss=history[-1] if history else float("nan"),
         resumed_from_epoch=start_epoch,
@@ -206,25 +206,28 @@ def train(
     )
 
 
-def _save_partial(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+def _save_partial(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, time_s: float) -> None:
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     for i, group in enumerate(optimizer.param_groups):
         for j, param in enumerate(group["params"]):
             buf = optimizer.state.get(param, {}).get("momentum_buffer")
             if buf is not None:
                 tensors[f"momentum/{i}/{j}"] = buf
-    save_tensors(path, tensors, {"epoch": epoch})
+    save_tensors(path, tensors, {"epoch": epoch, "time_s": time_s})
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    """The epoch a matching partial checkpoint at ``path`` reached (0 if none) and the seconds
+    trained before it; its weights and momentum are loaded into ``model`` and ``optimizer``."""
     if not (path.exists() and path.with_suffix(".json").exists()):
-        return 0
+        return 0, 0.0
     try:
-        epoch = int(read_sidecar(path)["epoch"])
-        state = read_tensors(path, device=str(next(model.parameters()).device))
+        meta = read_sidecar(path)
+        epoch, earlier_s = int(meta["epoch"]), float(meta.get("time_s", 0.0))
+        state = read_tensors(path, device=str(next(model.parameters()).device), same_save=True)
     except (CheckpointError, KeyError, TypeError, ValueError) as err:  # a damaged partial save costs its epochs, not the run
         log.warning("starting %s over: its partial checkpoint is unreadable (%s)", path.name, err)
-        return 0
+        return 0, 0.0
     model.load_state_dict({k[len("model/") :]: v for k, v in state.items() if k.startswith("model/")})
     for i, group in enumerate(optimizer.param_groups):
         for j, param in enumerate(group["params"]):
@@ -232,7 +235,7 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> i
             if key in state:
                 optimizer.state[param]["momentum_buffer"] = state[key]
     log.info("resumed training from epoch %d (%s)", epoch, path)
-    return epoch
+    return epoch, earlier_s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +255,11 @@ class TrainJob:
     seed: int
 
     def key(self) -> str:
+        """The cache key: the training split's content (not the test split: a new --test-size reuses
+        the model), labels, subset, model, recipe, the augmentation it resolves to, and seed."""
         parts = {
-            "data": self.dataset.fingerprint(),
+            "data": self.dataset.train.fingerprint(),
+            "augment": asdict(self.recipe.augment_for(self.dataset.name)),  # the name decides it when the recipe does not
             "labels": hashlib.sha256(np.ascontiguousarray(self.labels).tobytes()).hexdigest()[:16],
             "label_space": self.label_space,
             "subset": hashlib.sha256(np.sort(self.train_idx).astype(np.int64).tobytes()).hexdigest()[:16],
@@ -299,7 +305,7 @@ def train_cached(
     path = cache_dir / "models" / f"{key}.safetensors"
     if path.exists() and path.with_suffix(".json").exists():
         try:
-            meta = load_state(model, path)
+            meta = load_state(model, path, same_save=True)
         except CheckpointError as err:  # a damaged cache entry is retrained and replaced, not fatal
             log.warning("retraining %s: %s", path.name, err)
             model = _initial_model(spec, job.seed)  # load_state may have filled part of it

@@ -10,7 +10,7 @@ same on CPU and CUDA.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,12 @@ class Augment:
     @property
     def active(self) -> bool:
         return self.crop_pad > 0 or self.flip
+
+    def fitted(self, height: int, width: int) -> Augment:
+        """This augmentation with the crop padding below the image size, which reflect padding
+        needs (a 4 px image gets at most 3 px, not the CIFAR default of 4)."""
+        pad = min(self.crop_pad, height - 1, width - 1)
+        return self if pad == self.crop_pad else replace(self, crop_pad=max(pad, 0))
 
 
 NO_AUGMENT = Augment()
@@ -76,6 +82,7 @@ class DeviceImages:
             raise DataError("cannot iterate over an empty index set")
         if shuffle:
             order = order[torch.randperm(len(order), generator=generator)]
+        augment = augment.fitted(*self.images.shape[-2:])
         plan = _draw_augmentation(len(order), augment, generator)
         order = order.to(self.device)
         plan = {k: v.to(self.device) for k, v in plan.items()}
