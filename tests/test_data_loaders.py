@@ -6,9 +6,11 @@ import gzip
 import io
 import os
 import pickle
+import shutil
 import struct
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +136,48 @@ def test_cache_key_changes_with_the_source(tmp_path: Path) -> None:
     key = cache.source_key([file])
     file.write_bytes(b"abcd")
     assert cache.source_key([file]) != key
+
+
+def gzip_cut(data: bytes, keep: int) -> bytes:
+    """A gzip stream of ``data[:keep]`` then an invalid deflate block: reading past ``keep`` raises zlib.error."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    return compressor.compress(data[:keep]) + compressor.flush(zlib.Z_FULL_FLUSH) + b"\xff" * 16
+
+
+def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path, cache_dir: Path) -> None:
+    arrays = write_fashion(tmp_path)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip_cut(gzip.decompress(labels.read_bytes()), keep=5))
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*re-download"):
+        idx.read_idx(labels)
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*re-download"):
+        load_dataset("fashion-mnist", root=tmp_path, cache_dir=cache_dir)
+    assert len(arrays["train-labels-idx1-ubyte"]) == 6
+
+
+def test_fashion_mnist_labels_out_of_range_name_the_file(tmp_path: Path, cache_dir: Path) -> None:
+    write_fashion(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 12, 3, 4], np.uint8))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz holds labels from 0 to 12.*re-download"):
+        load_dataset("fashion-mnist", root=tmp_path, cache_dir=cache_dir)
+
+
+def test_cache_sees_same_size_files_swapped_with_equal_mtimes(tmp_path: Path, cache_dir: Path) -> None:
+    tree = tmp_path / "tree"  # not tmp_path itself: the cache files would be part of the source
+    # Uncompressed BMPs of one size have one file size; tar extraction gives equal mtimes.
+    for split in ("train", "test"):
+        for name, colour in (("a", (200, 0, 0)), ("b", (0, 200, 0))):
+            (tree / split / name).mkdir(parents=True)
+            Image.new("RGB", (6, 5), colour).save(tree / split / name / "0.bmp")
+            os.utime(tree / split / name / "0.bmp", ns=(10**18, 10**18))
+    ds = imagefolder.load_imagefolder(tree, cache_dir)
+    assert ds.train.images[0, 0, 0, 0] == 200  # class a is red
+    a, b = tree / "train" / "a" / "0.bmp", tree / "train" / "b" / "0.bmp"
+    os.rename(a, tmp_path / "swap.bmp")  # what `mv` does: sizes and mtimes stay, paths swap contents
+    os.rename(b, a)
+    os.rename(tmp_path / "swap.bmp", b)
+    again = imagefolder.load_imagefolder(tree, cache_dir)
+    assert again.train.images[0, 0, 0, 0] == 0 and again.train.images[0, 1, 0, 0] == 200  # class a is green now
 
 
 # ---------------------------------------------------------------------------------------- CIFAR
@@ -317,7 +361,8 @@ def test_imagefolder_png_tree(tmp_path: Path, cache_dir: Path, monkeypatch: pyte
     classes = ["cat", "ant", "bee"]
     pixels = write_tree(tmp_path / "tree", classes, {"train": 3, "test": 2})
     (tmp_path / "tree" / "train" / "ant" / "notes.txt").write_text("ignored")
-    ds = load_dataset("imagefolder", root=tmp_path / "tree", cache_dir=cache_dir)
+    with pytest.warns(UserWarning, match="skipped 1 in train/.*notes.txt"):
+        ds = load_dataset("imagefolder", root=tmp_path / "tree", cache_dir=cache_dir)
     assert ds.class_names == ("ant", "bee", "cat")
     assert ds.train.images.shape == (9, 3, 5, 6) and ds.train.images.dtype == np.uint8
     np.testing.assert_array_equal(ds.train.images, expected(pixels, "train", sorted(classes)))
@@ -372,6 +417,139 @@ def test_imagefolder_errors(tmp_path: Path, cache_dir: Path) -> None:
         imagefolder.load_imagefolder(tmp_path / "bad", cache_dir)
 
 
+def test_imagefolder_follows_symlinked_class_folders(tmp_path: Path, cache_dir: Path) -> None:
+    pixels = write_tree(tmp_path / "real", ["a", "b"], {"train": 2, "test": 1})
+    tree = tmp_path / "tree"
+    for split in ("train", "test"):
+        (tree / split).mkdir(parents=True)
+        (tree / split / "a").symlink_to(tmp_path / "real" / split / "a", target_is_directory=True)
+        shutil.copytree(tmp_path / "real" / split / "b", tree / split / "b")
+    (tree / "train" / "b" / "up").symlink_to(tree / "train", target_is_directory=True)  # a loop must not hang
+    key = cache.source_key([tree])
+    ds = imagefolder.load_imagefolder(tree, cache_dir)
+    assert ds.class_names == ("a", "b") and len(ds.train) == 4
+    np.testing.assert_array_equal(ds.train.images, expected(pixels, "train", ["a", "b"]))
+    Image.new("RGB", (6, 5)).save(tmp_path / "real" / "train" / "a" / "0000.png")  # edited behind the link
+    assert cache.source_key([tree]) != key
+
+
+def tar_with_link(archive: Path, link: str, target: str, hard: bool = False) -> None:
+    """A tar.gz with one image per split of class a, plus ``link`` pointing at ``target``."""
+    with tarfile.open(archive, "w:gz") as tar:
+        folder = tarfile.TarInfo("train/a")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for name in ("train/a/0.png", "test/a/0.png"):
+            data = io.BytesIO()
+            Image.new("RGB", (6, 5), (9, 9, 9)).save(data, "PNG")
+            info = tarfile.TarInfo(name)
+            info.size = len(data.getvalue())
+            tar.addfile(info, io.BytesIO(data.getvalue()))
+        info = tarfile.TarInfo(link)
+        info.type, info.linkname = (tarfile.LNKTYPE if hard else tarfile.SYMTYPE), target
+        tar.addfile(info)
+
+
+def test_imagefolder_archive_reads_link_members_like_the_tree(tmp_path: Path, cache_dir: Path) -> None:
+    src = tmp_path / "src" / "d"
+    write_tree(src, ["a", "b"], {"train": 2, "test": 1})
+    os.link(src / "train" / "a" / "0000.png", src / "train" / "b" / "0005.png")  # tar stores a hard link
+    (src / "test" / "b" / "0005.png").symlink_to("../a/0000.png")
+    archive = tar_folder(src, tmp_path / "d.tar.gz", "d")
+    with tarfile.open(archive) as tar:
+        assert {m.type for m in tar} >= {tarfile.LNKTYPE, tarfile.SYMTYPE}
+    from_tree = imagefolder.load_imagefolder(src, cache_dir)
+    from_archive = imagefolder.load_imagefolder(archive, cache_dir)
+    assert (len(from_archive.train), len(from_archive.test)) == (5, 3)
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(getattr(from_archive, split).images, getattr(from_tree, split).images)
+        np.testing.assert_array_equal(getattr(from_archive, split).labels, getattr(from_tree, split).labels)
+    np.testing.assert_array_equal(from_archive.train.images[4], from_archive.train.images[0])
+
+
+@pytest.mark.parametrize(("target", "hard", "why"), [
+    ("missing.png", False, "is not in the archive"),
+    ("train/a/missing.png", True, "is not in the archive"),
+    ("1.png", False, "leads back to itself"),
+    ("../a", False, "is not a file"),
+])
+def test_imagefolder_archive_bad_link_is_named(tmp_path: Path, cache_dir: Path, target: str, hard: bool,
+                                               why: str) -> None:
+    tar_with_link(tmp_path / "d.tar.gz", "train/a/1.png", target, hard)
+    with pytest.raises(DataError, match=f"d.tar.gz:train/a/1.png links to '{target}', which {why}"):
+        imagefolder.load_imagefolder(tmp_path / "d.tar.gz", cache_dir)
+
+
+def test_imagefolder_reads_other_pillow_formats_and_warns_about_skipped_files(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    write_tree(tmp_path / "tree", ["cat", "dog"], {"test": 1})
+    (tmp_path / "tree" / "train" / "cat").mkdir(parents=True)
+    Image.new("RGB", (6, 5), (0, 0, 0)).save(tmp_path / "tree" / "train" / "cat" / "0.png")
+    (tmp_path / "tree" / "train" / "dog").mkdir()
+    extensions = ["webp", "gif", "tif", "tiff", "bmp"]
+    for i, ext in enumerate(extensions):
+        options = {"lossless": True} if ext == "webp" else {}
+        Image.new("RGB", (6, 5), (40 * i + 40, 0, 0)).save(tmp_path / "tree" / "train" / "dog" / f"{i}.{ext}", **options)
+    for junk in ("train/cat/notes.txt", "train/dog/labels.csv", "test/README.md", "train/cat/.DS_Store"):
+        (tmp_path / "tree" / junk).write_text("not an image")
+    archive = tar_folder(tmp_path / "tree", tmp_path / "tree.tar.gz", "tree")
+    for source in (tmp_path / "tree", archive):
+        with pytest.warns(UserWarning, match="skipped 2 in train/ and 1 in test/") as caught:
+            ds = imagefolder.load_imagefolder(source, cache_dir)
+        assert len(caught) == 1 and "\n" not in str(caught[0].message) and "e.g. " in str(caught[0].message)
+        assert ds.class_names == ("cat", "dog") and len(ds.train) == 1 + len(extensions)
+        assert np.abs(ds.train.images[1:, 0, 0, 0].astype(int) - (40 * np.arange(5) + 40)).max() <= 2
+
+
+def test_imagefolder_16_bit_and_other_gray_modes_are_one_channel(tmp_path: Path, cache_dir: Path) -> None:
+    values = (np.arange(30, dtype=np.uint16).reshape(5, 6) * 2000 + 255)  # up to 58255: beyond 8 bits
+    gray = np.arange(30, dtype=np.uint8).reshape(5, 6) * 8
+    for folder in ("train/a", "train/b", "test/a", "test/b"):
+        (tmp_path / folder).mkdir(parents=True)
+    Image.fromarray(values).save(tmp_path / "train/a/0.png")  # "I;16"
+    Image.frombytes("I;16B", (6, 5), values.astype(">u2").tobytes()).save(tmp_path / "train/a/1.tif")
+    Image.fromarray(values.astype(np.int32)).save(tmp_path / "train/a/2.tif")  # "I"
+    Image.fromarray(np.stack([gray, np.full_like(gray, 7)], axis=-1), mode="LA").save(tmp_path / "train/b/0.png")
+    Image.fromarray(gray > 100).save(tmp_path / "train/b/1.png")  # "1"
+    Image.fromarray(gray).save(tmp_path / "test/a/0.png")
+    Image.fromarray(gray).save(tmp_path / "test/b/0.png")
+    ds = imagefolder.load_imagefolder(tmp_path, cache_dir)
+    assert ds.image_shape == (1, 5, 6)
+    for i in range(3):
+        np.testing.assert_array_equal(ds.train.images[i, 0], values >> 8)
+    np.testing.assert_array_equal(ds.train.images[3, 0], gray)
+    np.testing.assert_array_equal(ds.train.images[4, 0], np.where(gray > 100, 255, 0))
+
+    Image.new("RGB", (6, 5), (1, 2, 3)).save(tmp_path / "test/b/0.png")  # one colour image: 3 channels for all
+    mixed = imagefolder.load_imagefolder(tmp_path, cache_dir)
+    assert mixed.image_shape == (3, 5, 6)
+    np.testing.assert_array_equal(mixed.train.images[0], np.stack([values >> 8] * 3))
+
+    Image.fromarray(values.astype(np.float32)).save(tmp_path / "train/a/3.tif")  # "F"
+    with pytest.raises(DataError, match="3.tif holds floating-point pixels"):
+        imagefolder.load_imagefolder(tmp_path, cache_dir)
+
+
+def test_corrupt_gzip_imagefolder_archive_is_one_line_data_error(tmp_path: Path, cache_dir: Path) -> None:
+    raw = io.BytesIO()
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in ("train/a/0.png", "test/a/0.png"):
+            data = io.BytesIO()
+            noise.save(data, "PNG")  # 12 kB: past the 8 kB that opening the archive reads ahead
+            info = tarfile.TarInfo(name)
+            info.size = len(data.getvalue())
+            tar.addfile(info, io.BytesIO(data.getvalue()))
+    # Cut inside the first image: reading it raises zlib.error (tarfile wraps only errors in headers).
+    (tmp_path / "cut.tar.gz").write_bytes(gzip_cut(raw.getvalue(), keep=512 + 10000))
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tar archive at all" * 40)  # tarfile lists each method it tried
+    for name, reason in (("cut.tar.gz", "corrupt compressed data"), ("junk.tar.gz", "could not be opened")):
+        with pytest.raises(DataError, match=f"{name}: .*{reason}.*re-download") as info:
+            imagefolder.load_imagefolder(tmp_path / name, cache_dir)
+        assert "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------- CIFAR-10 JPEG
 
 
@@ -408,6 +586,29 @@ def test_cifar10_jpeg_with_wrong_classes(tmp_path: Path, cache_dir: Path) -> Non
     write_cifar_jpeg(tmp_path / "cifar10-jpeg", CIFAR10_NAMES[:9] + ["zebra"])
     with pytest.raises(DataError, match="does not look like CIFAR-10"):
         load_dataset("cifar10", root=tmp_path, cache_dir=cache_dir)
+
+
+def test_cifar10_jpeg_archive_with_a_readme_first(tmp_path: Path, cache_dir: Path) -> None:
+    write_cifar_jpeg(tmp_path / "src" / "cifar10-jpeg", CIFAR10_NAMES)
+    (tmp_path / "src" / "cifar10-jpeg" / "README.txt").write_text("CIFAR-10 as JPEG")  # sorts before test/, train/
+    archive = tar_folder(tmp_path / "src" / "cifar10-jpeg", tmp_path / "cifar10-jpeg.tar.gz", "cifar10-jpeg")
+    with tarfile.open(archive) as tar:
+        assert [m.name for m in tar if m.isfile()][0] == "cifar10-jpeg/README.txt"
+    ds = load_dataset("cifar10", root=archive, cache_dir=cache_dir)
+    assert "JPEG" in ds.source and ds.train.images.shape == (20, 3, 32, 32)
+
+
+def test_corrupt_gzip_cifar_archive_is_a_data_error(tmp_path: Path, cache_dir: Path) -> None:
+    write_cifar10(tmp_path / "src" / "cifar-10-batches-py", per_batch=4)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with tarfile.open(fileobj=io.BytesIO(raw.getvalue())) as tar:
+        cut = tar.getmember("cifar-10-batches-py/data_batch_2").offset_data + 4000
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(gzip_cut(raw.getvalue(), keep=cut))  # a zlib.error while reading data_batch_2
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz.*corrupt compressed data.*re-download"):
+        load_dataset("cifar10", root=archive, cache_dir=cache_dir)
 
 
 # ---------------------------------------------------------------------------------------- digits

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unlearnkit.data import DataError
+from unlearnkit.data import DataError, Dataset, ImageData
+from unlearnkit.data.dataset import stratified_sample
 
 
 def test_subset_keeps_each_class_share_and_is_seeded(digits):
@@ -33,3 +34,34 @@ def test_subset_of_everything_is_the_dataset_and_too_small_is_an_error(digits):
     assert digits.subset(None, None) is digits and digits.subset(10**6, 10**6) is digits
     with pytest.raises(DataError, match="cannot hold all 10 classes"):
         digits.subset(5)
+
+
+def test_subset_keeps_a_rare_class():
+    labels = np.repeat([0, 1, 2], [1000, 1000, 5])
+    split = ImageData(np.zeros((len(labels), 1, 2, 2), np.uint8), labels, ("a", "b", "rare"))
+    small = Dataset("rare", split, split).subset(100, None, seed=0)
+    # Proportional quotas round the rare class to zero ([50, 50, 0]); it keeps one, taken from a big class.
+    assert np.bincount(small.train.labels).tolist() == [49, 50, 1]
+
+
+def proportional_index(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The indices that the allocation before the at-least-one rule drew (largest remainders only)."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts * size / len(labels)).astype(int)
+    remainder = counts * size / len(labels) - quota
+    quota[np.argsort(-remainder, kind="stable")[: size - quota.sum()]] += 1
+    kept = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota, strict=True)]
+    return np.sort(np.concatenate(kept))
+
+
+@pytest.mark.parametrize(("size", "seed"), [(10, 0), (137, 2), (300, 0), (1000, 5)])
+def test_subset_without_rare_classes_is_unchanged(digits, size, seed):
+    # Benchmark subsets (and so their cached models) must not move: same samples as before the rule.
+    balanced = np.random.default_rng(seed).permutation(np.repeat(np.arange(10), 150))
+    split = ImageData(np.arange(len(balanced), dtype=np.uint8).reshape(-1, 1, 1, 1), balanced, tuple("abcdefghij"))
+    for full in (split, digits.train):
+        small = stratified_sample(full, size, seed, "train")
+        index = proportional_index(full.labels, size, seed)
+        np.testing.assert_array_equal(small.labels, full.labels[index])
+        np.testing.assert_array_equal(small.images, full.images[index])

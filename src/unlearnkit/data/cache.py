@@ -1,8 +1,8 @@
 """Cache of decoded dataset arrays as ``.npz`` files under ``cache_dir / "datasets"``.
 
-A cache file is named after the dataset and a hash of its source files (absolute path, size and
-mtime of each), so editing, replacing or moving the data makes a new entry instead of reusing a
-stale one. Files are written atomically and read with ``allow_pickle=False``; an unreadable or
+A cache file is named after the dataset and a hash of its source files (absolute path, size,
+mtime, ctime and inode of each), so editing, replacing or moving the data makes a new entry instead
+of reusing a stale one. Files are written atomically and read with ``allow_pickle=False``; an unreadable or
 malformed file is logged, ignored and rebuilt.
 """
 
@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +27,49 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 
 
+def walk_files(top: Path) -> Iterator[Path]:
+    """Every file under the folder ``top``, sorted, following symlinked folders.
+
+    Datasets are often assembled from symlinked class folders, so links are followed; a link back
+    to one of its own ancestor folders is skipped, as following it would never end.
+    """
+    ancestors = {os.fspath(top): frozenset({os.path.realpath(top)})}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        above = ancestors.pop(dirpath)
+        kept = []
+        for dirname in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, dirname))
+            if real not in above:
+                kept.append(dirname)
+                ancestors[os.path.join(dirpath, dirname)] = above | {real}
+        dirnames[:] = kept
+        for filename in sorted(filenames):
+            yield Path(dirpath, filename)
+
+
 def _iter_files(path: Path) -> Iterable[Path]:
-    if path.is_dir():
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                yield Path(dirpath, filename)
-    else:
-        yield path
+    return walk_files(path) if path.is_dir() else [path]
+
+
+def _file_key(file: Path) -> str:
+    try:
+        stat = file.stat()
+    except OSError as exc:  # a dangling symlink: the loader decides whether it matters
+        return f"{file}\x1f{type(exc).__name__}"
+    # ctime and inode too: moving same-size files with equal mtimes over each other (mv after a tar
+    # extraction) keeps each path's size and mtime but not its inode, and sets its ctime.
+    return f"{file}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1f{stat.st_ctime_ns}\x1f{stat.st_ino}"
 
 
 def source_key(sources: Iterable[Path], extra: str = "") -> str:
-    """Hash the absolute path, size and mtime of every source file (directories are walked).
+    """Hash the absolute path, size, mtime, ctime and inode of every source file (folders are walked).
 
     ``extra`` is mixed in too, for loader options that change the decoded arrays.
     """
     digest = hashlib.sha256(f"format={CACHE_FORMAT}\x1f{extra}".encode())
     for source in sources:
         for file in _iter_files(Path(source).absolute()):
-            stat = file.stat()
-            digest.update(f"\x1e{file}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}".encode())
+            digest.update(f"\x1e{_file_key(file)}".encode())
     return digest.hexdigest()[:20]
 
 

@@ -23,7 +23,14 @@ import numpy as np
 
 from unlearnkit.data.cache import cached_dataset
 from unlearnkit.data.dataset import DataError, Dataset, ImageData
-from unlearnkit.data.imagefolder import IMAGE_EXTENSIONS, is_tree, load_imagefolder, resolve_imagefolder
+from unlearnkit.data.imagefolder import (
+    ARCHIVE_ERRORS,
+    IMAGE_EXTENSIONS,
+    archive_error,
+    is_tree,
+    load_imagefolder,
+    resolve_imagefolder,
+)
 from unlearnkit.data.registry import register_dataset
 
 log = logging.getLogger(__name__)
@@ -146,22 +153,28 @@ CIFAR100 = CifarLayout(
 
 # ---------------------------------------------------------------------------------------- finding
 
-
-def _first_archive_file(path: Path) -> str | None:
-    """Name of the first regular file in a tar archive (reads only the start of the stream)."""
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if member.isfile():
-                    return member.name
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read archive {path}: {exc}; check or re-download it") from exc
-    return None
+PICKLE_FILES = frozenset(CIFAR10.files + CIFAR100.files)
+# Members looked at to tell a JPEG archive from a pickle one.
+PROBE_MEMBERS = 64
 
 
 def _is_image_archive(path: Path) -> bool:
-    first = _first_archive_file(path)
-    return first is not None and PurePosixPath(first).suffix.lower() in IMAGE_EXTENSIONS
+    """Whether a tar archive holds images (the JPEG copy) rather than CIFAR pickles.
+
+    A README or licence may come first, so members are looked at until an image or a pickle file name
+    decides, up to ``PROBE_MEMBERS`` of them; reading stops there (the pickle archives are 160 MB).
+    """
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for _, member in zip(range(PROBE_MEMBERS), tar, strict=False):
+                name = PurePosixPath(member.name)
+                if not member.isdir() and name.suffix.lower() in IMAGE_EXTENSIONS:
+                    return True
+                if member.isfile() and name.name in PICKLE_FILES:
+                    return False
+    except ARCHIVE_ERRORS as exc:
+        raise archive_error(path, exc) from exc
+    return False
 
 
 def _find_pickles(layout: CifarLayout, root: Path, places: list[str]) -> Path | None:
@@ -216,8 +229,8 @@ def _read_archive(layout: CifarLayout, archive: Path) -> dict[str, Any]:
                 if member.isfile() and in_folder and parts[-1] in layout.files:
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]
                     objects[parts[-1]] = safe_unpickle(io.BytesIO(data), f"{archive}:{member.name}")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read archive {archive}: {exc}; check or re-download it") from exc
+    except ARCHIVE_ERRORS as exc:
+        raise archive_error(archive, exc) from exc
     missing = [f for f in layout.files if f not in objects]
     if missing:
         raise DataError(

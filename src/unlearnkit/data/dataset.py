@@ -119,9 +119,10 @@ class Dataset:
     def subset(self, train_size: int | None = None, test_size: int | None = None, seed: int = 0) -> Dataset:
         """A class-stratified random subset of each split (``None`` keeps a split whole).
 
-        Each class keeps its share of the split, so a balanced dataset stays balanced; the order of
-        the kept samples is the original order. The subset is a new dataset (its fingerprint, and
-        so every checkpoint key, differs from the full one); ``source`` records the sizes.
+        Each class keeps its share of the split, so a balanced dataset stays balanced, and at least
+        one sample, so a rare class is not dropped; the order of the kept samples is the original
+        order. The subset is a new dataset (its fingerprint, and so every checkpoint key, differs from
+        the full one); ``source`` records the sizes.
         """
         train = stratified_sample(self.train, train_size, seed, "train")
         test = stratified_sample(self.test, test_size, seed, "test")
@@ -139,7 +140,7 @@ class Dataset:
 
 
 def stratified_sample(split: ImageData, size: int | None, seed: int, what: str) -> ImageData:
-    """``size`` samples of ``split``, each class drawn in proportion to its count (seeded)."""
+    """``size`` samples of ``split``, each class drawn in proportion to its count, at least one (seeded)."""
     if size is None or size >= len(split):
         if size is not None and size > len(split):
             warnings.warn(f"a {what} subset of {size} was asked for, but the {what} split has {len(split)} images; using all of them", stacklevel=3)
@@ -148,13 +149,31 @@ def stratified_sample(split: ImageData, size: int | None, seed: int, what: str) 
         raise DataError(f"a {what} subset of {size} cannot hold all {split.num_classes} classes; ask for at least {split.num_classes}")
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(split.labels, return_counts=True)
-    quota = np.floor(counts * size / len(split)).astype(int)
-    remainder = counts * size / len(split) - quota
-    quota[np.argsort(-remainder, kind="stable")[: size - quota.sum()]] += 1  # largest remainders fill up to size
+    quota = _class_quotas(counts, size)
     kept = [rng.choice(np.flatnonzero(split.labels == c), q, replace=False) for c, q in zip(classes, quota, strict=True)]
     index = np.sort(np.concatenate(kept))
     coarse = split.coarse_labels[index] if split.coarse_labels is not None else None
     return replace(split, images=split.images[index], labels=split.labels[index], coarse_labels=coarse)
+
+
+def _class_quotas(counts: np.ndarray, size: int) -> np.ndarray:
+    """Samples per class: ``size`` shared in proportion to ``counts`` (largest remainders), at least one each.
+
+    A class far rarer than the others can round to zero, which would drop it from the subset
+    (and so from every class-wise task); it gets one sample, taken from the class given the most
+    above its share. When no class rounds to zero the quotas are the proportional ones.
+    """
+    share = counts * size / counts.sum()
+    quota = np.floor(share).astype(int)
+    remainder = share - quota
+    quota[np.argsort(-remainder, kind="stable")[: size - quota.sum()]] += 1  # largest remainders fill up to size
+    for rare in np.flatnonzero(quota == 0):
+        if size < len(counts):
+            break  # too small to hold every class
+        donor = np.argmax(np.where(quota > 1, quota - share, -np.inf))
+        quota[donor] -= 1
+        quota[rare] = 1
+    return quota
 
 
 def _check_images(images: np.ndarray) -> None:

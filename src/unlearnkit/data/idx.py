@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +61,15 @@ HOW_TO_GET = (
 
 
 def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        is_gzip = f.read(2) == b"\x1f\x8b"
     try:
+        with open(path, "rb") as f:
+            is_gzip = f.read(2) == b"\x1f\x8b"
         if is_gzip:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}; re-download it") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: corrupt compressed data
+        raise DataError(f"cannot read IDX file {path}: {exc}; the file is unreadable or damaged, re-download it") from exc
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -148,6 +149,18 @@ def _torchvision_download(root: Path, notes: list[str]) -> None:
         notes.append(f"torchvision download into {root} failed: {exc}")
 
 
+def _check_labels(path: Path, labels: np.ndarray) -> None:
+    # ImageData would refuse these too, but without naming the file.
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{path} holds {labels.dtype} values, not integer labels; re-download the labels file")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(FASHION_MNIST_CLASSES)):
+        raise DataError(
+            f"{path} holds labels from {labels.min()} to {labels.max()}, but Fashion-MNIST has "
+            f"{len(FASHION_MNIST_CLASSES)} classes (0 to {len(FASHION_MNIST_CLASSES) - 1}); the file is corrupt "
+            "or not Fashion-MNIST labels, re-download it"
+        )
+
+
 def _build(name: str, files: dict[str, Path]) -> Dataset:
     log.info("decoding Fashion-MNIST IDX files from %s", files["train_images"].parent)
     splits = {}
@@ -158,6 +171,7 @@ def _build(name: str, files: dict[str, Path]) -> Dataset:
                 f"{files[f'{split}_images']} holds {images.dtype} {images.shape} and {files[f'{split}_labels']} "
                 f"holds {labels.shape}; expected (N, H, W) uint8 images and N labels"
             )
+        _check_labels(files[f"{split}_labels"], labels)
         splits[split] = ImageData(images[:, None], labels.astype(np.int64), FASHION_MNIST_CLASSES)
     return Dataset(name, splits["train"], splits["test"], source=f"IDX files in {files['train_images'].parent}")
 

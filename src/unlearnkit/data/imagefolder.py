@@ -3,7 +3,11 @@
 Images are decoded with Pillow, in worker processes when there are many (about 70 us per 32x32
 JPEG, so CIFAR-10 takes seconds), and the decoded arrays are cached (:mod:`unlearnkit.data.cache`),
 so only the first load pays for decoding. Archives are read member by member in one sequential pass and
-never extracted, so a hostile member name (absolute, ``..``) cannot write anywhere.
+never extracted, so a hostile member name (absolute, ``..``) cannot write anywhere; a link member
+(hard or symbolic) reads the archived file it points to, as the extracted tree would.
+
+Files under ``train/`` and ``test/`` whose extension is not an image one are skipped with a warning
+(one per load, with a count and an example), so that a forgotten format does not silently empty a class.
 """
 
 from __future__ import annotations
@@ -12,27 +16,39 @@ import io
 import logging
 import math
 import os
+import posixpath
 import tarfile
-from collections.abc import Iterator
+import warnings
+import zlib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from unlearnkit.data.cache import cached_dataset
+from unlearnkit.data.cache import cached_dataset, walk_files
 from unlearnkit.data.dataset import DataError, Dataset, ImageData
 from unlearnkit.data.registry import register_dataset
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+# Formats Pillow decodes without optional plugins.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 # Below this many images, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 2000
 
 Payload = bytes | str  # encoded bytes (from an archive) or a file path (from a tree)
+Skipped = list[tuple[str, str]]  # (split, file or "archive:member") of non-image files under a split
+GRAY_MODES = frozenset({"1", "L", "LA"})
 
 
 @dataclass(frozen=True)
@@ -83,50 +99,135 @@ def resolve_imagefolder(path: Path) -> Path:
     )
 
 
-def _image_parts(parts: tuple[str, ...]) -> tuple[str, str] | None:
-    """(split, class) for ``split/class/.../file.ext`` paths of images, else None."""
-    if len(parts) < 3 or parts[0] not in SPLITS:
+def archive_error(path: Path, exc: BaseException) -> DataError:
+    """A one-line DataError for an unreadable archive (tarfile puts each method it tried on its own line)."""
+    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    reason = " ".join([lines[0], "; ".join(lines[1:])]).strip()
+    if isinstance(exc, zlib.error):
+        reason = f"corrupt compressed data ({reason})"
+    return DataError(f"cannot read archive {path}: {reason}; the file is damaged or incomplete, re-download it")
+
+
+# What reading a damaged tar or gzip stream raises (zlib.error is none of the others).
+ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _image_parts(parts: tuple[str, ...]) -> tuple[str, str | None] | None:
+    """Where the file ``split/class/.../file.ext`` goes: (split, class) for an image, (split, None)
+    for another file under a split (skipped with a warning), None for hidden files and files outside."""
+    if len(parts) < 2 or parts[0] not in SPLITS:
         return None
     if any(part.startswith(".") for part in parts[1:]):  # hidden files, e.g. macOS "._x.jpg"
         return None
-    if PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
-        return None
+    if len(parts) < 3 or PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
+        return parts[0], None
     return parts[0], parts[1]
 
 
-def _tree_entries(tree: Path) -> Iterator[_Entry]:
+def _tree_entries(tree: Path) -> tuple[list[_Entry], Skipped]:
+    entries, skipped = [], []
     for split in SPLITS:
-        for dirpath, dirnames, filenames in os.walk(tree / split):
-            dirnames.sort()
-            rel_dir = Path(dirpath).relative_to(tree).parts
-            for filename in filenames:
-                where = _image_parts((*rel_dir, filename))
-                if where is not None:
-                    path = os.path.join(dirpath, filename)
-                    yield _Entry(*where, path, path)
+        for path in walk_files(tree / split):  # follows symlinked class folders
+            where = _image_parts(path.relative_to(tree).parts)
+            if where is not None and where[1] is None:
+                skipped.append((split, str(path)))
+            elif where is not None:
+                entries.append(_Entry(split, where[1], str(path), str(path)))
+    return entries, skipped
 
 
-def _archive_entries(archive: Path) -> list[_Entry]:
-    entries_by_prefix: dict[str, list[_Entry]] = {}
+def _member_place(name: str) -> tuple[str, tuple[str, str | None] | None]:
+    """(prefix, place) of a member: the tree may sit at the top or inside one folder (cifar10-jpeg/train/...)."""
+    parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
+    where = _image_parts(parts)
+    if where is None and len(parts) > 1:
+        return parts[0], _image_parts(parts[1:])
+    return "", where
+
+
+def _link_target(member: tarfile.TarInfo, index: dict[str, tarfile.TarInfo], archive: Path) -> tarfile.TarInfo:
+    """The regular member that a hard or symbolic link member points to, through chains of links."""
+    target, seen = member, {member.name}
+    while target.islnk() or target.issym():
+        # tar's rules: a hard link names a member; a symlink is relative to its own folder.
+        folder = posixpath.dirname(target.name) if target.issym() else ""
+        found = index.get(posixpath.normpath(posixpath.join(folder, target.linkname)))
+        if found is None or found.name in seen:
+            what = "is not in the archive" if found is None else "leads back to itself through links"
+            raise DataError(
+                f"{archive}:{member.name} links to {member.linkname!r}, which {what}; re-create the archive "
+                "with the files themselves (tar --dereference) or add the missing file"
+            )
+        target = found
+        seen.add(target.name)
+    if not target.isfile():
+        raise DataError(f"{archive}:{member.name} links to {member.linkname!r}, which is not a file; remove the link")
+    return target
+
+
+def _link_payloads(
+    tar: tarfile.TarFile, links: list[tarfile.TarInfo], read: dict[str, bytes], archive: Path
+) -> list[bytes]:
+    """The bytes of the files that ``links`` point to (``read``: the files already read, by normalised name)."""
+    index = {posixpath.normpath(m.name): m for m in tar.getmembers()}  # the pass has loaded every header
+    targets = [_link_target(member, index, archive) for member in links]
+    # Targets not read yet are read in archive order, so a gzip stream is rewound at most once.
+    for target in sorted(targets, key=lambda t: t.offset):
+        key = posixpath.normpath(target.name)
+        if key not in read:
+            read[key] = tar.extractfile(target).read()  # type: ignore[union-attr]
+    return [read[posixpath.normpath(t.name)] for t in targets]
+
+
+def _read_members(tar: tarfile.TarFile, archive: Path) -> tuple[dict[str, list[_Entry]], Skipped]:
+    """Image entries by tree prefix, and the skipped files, in one sequential pass (links resolved after it)."""
+    by_prefix: dict[str, list[_Entry]] = {}
+    skipped: Skipped = []
+    read: dict[str, bytes] = {}
+    links: list[tuple[str, str, str, tarfile.TarInfo]] = []  # (prefix, split, class, member)
+    for member in tar:
+        prefix, where = _member_place(member.name)
+        if where is None or member.isdir():
+            continue
+        if where[1] is None:
+            skipped.append((where[0], f"{archive}:{member.name}"))
+        elif member.isfile():
+            payload = read[posixpath.normpath(member.name)] = tar.extractfile(member).read()  # type: ignore[union-attr]
+            by_prefix.setdefault(prefix, []).append(_Entry(*where, f"{archive}:{member.name}", payload))
+        elif member.islnk() or member.issym():
+            links.append((prefix, where[0], where[1], member))
+    if links:
+        payloads = _link_payloads(tar, [link[3] for link in links], read, archive)
+        for (prefix, split, class_name, member), payload in zip(links, payloads, strict=True):
+            by_prefix.setdefault(prefix, []).append(_Entry(split, class_name, f"{archive}:{member.name}", payload))
+    return by_prefix, skipped
+
+
+def _archive_entries(archive: Path) -> tuple[list[_Entry], Skipped]:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                parts = tuple(p for p in PurePosixPath(member.name).parts if p not in ("", "."))
-                # The tree may sit at the top of the archive or inside one folder (cifar10-jpeg/train/...).
-                prefix, where = "", _image_parts(parts)
-                if where is None and len(parts) > 1:
-                    prefix, where = parts[0], _image_parts(parts[1:])
-                if where is None or not member.isfile():
-                    continue
-                payload = tar.extractfile(member).read()  # type: ignore[union-attr]
-                entry = _Entry(*where, f"{archive}:{member.name}", payload)
-                entries_by_prefix.setdefault(prefix, []).append(entry)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read archive {archive}: {exc}; check or re-download it") from exc
+            entries_by_prefix, skipped = _read_members(tar, archive)
+    except ARCHIVE_ERRORS as exc:
+        raise archive_error(archive, exc) from exc
     if len(entries_by_prefix) > 1:
         tops = ", ".join(repr(p or "(top level)") for p in sorted(entries_by_prefix))
         raise DataError(f"{archive} holds several ImageFolder trees ({tops}); keep one per archive")
-    return next(iter(entries_by_prefix.values()), [])
+    return next(iter(entries_by_prefix.values()), []), skipped
+
+
+def _gray_levels(name: str, img: Image.Image) -> np.ndarray | None:
+    """The (H, W) uint8 gray levels of a grayscale image, or None for a colour one."""
+    if img.mode in GRAY_MODES:
+        return np.asarray(img.convert("L"))  # "1" becomes 0/255, the alpha of "LA" is dropped
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        # 16-bit gray (scans, depth maps): keep the high byte; converting to L would clip at 255.
+        values = np.asarray(img)
+        if values.min() < 0 or values.max() > 0xFFFF:
+            raise DataError(f"image {name} has pixel values outside 0..65535 (mode I); convert it to 8 or 16 bits")
+        return (values >> 8).astype(np.uint8)
+    if img.mode == "F":
+        raise DataError(f"image {name} holds floating-point pixels (mode F); convert it to an 8-bit PNG")
+    return None
 
 
 def _decode_one(name: str, payload: Payload) -> tuple[np.ndarray, bool]:
@@ -134,10 +235,14 @@ def _decode_one(name: str, payload: Payload) -> tuple[np.ndarray, bool]:
 
     try:
         with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as img:
-            # Converting L to RGB copies the gray value into all three channels, so a 1-channel
-            # dataset is recovered exactly from channel 0.
-            rgb = img if img.mode == "RGB" else img.convert("RGB")
-            return np.asarray(rgb), img.mode == "L"
+            gray = _gray_levels(name, img)
+            if gray is not None:
+                # The gray value goes into all three channels, so that gray and colour images stack and
+                # a 1-channel dataset is recovered exactly from channel 0.
+                return np.repeat(gray[..., None], 3, axis=2), True
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB")), False
+    except DataError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {name}: {exc}; remove or replace the file") from exc
 
@@ -165,11 +270,12 @@ def _cpu_count() -> int:
 def decode_images(items: list[tuple[str, Payload]]) -> np.ndarray:
     """Decode (name, bytes or path) images into one uint8 ``(N, C, H, W)`` array.
 
-    C is 1 when every image is grayscale ("L" mode) and 3 otherwise (other modes are converted to
-    RGB). Runs in worker processes when there are more than ``PARALLEL_THRESHOLD`` images.
+    C is 1 when every image is grayscale (modes "1", "L", "LA", and 16-bit "I;16*"/"I", scaled to 8 bits)
+    and 3 otherwise (other modes are converted to RGB, gray images copied into all three channels).
+    Runs in worker processes when there are more than ``PARALLEL_THRESHOLD`` images.
 
     Raises:
-        DataError: an image cannot be decoded or has a different size from the others.
+        DataError: an image cannot be decoded, has float pixels (mode "F") or a different size from the others.
     """
     workers = min(_cpu_count(), 32)
     if len(items) <= PARALLEL_THRESHOLD or workers < 2:
@@ -214,8 +320,22 @@ def _class_names(source: Path, by_split: dict[str, list[_Entry]]) -> tuple[str, 
     return tuple(sorted(train_classes))
 
 
+def _warn_skipped(source: Path, skipped: Skipped) -> None:
+    if not skipped:
+        return
+    counts = Counter(split for split, _ in skipped)
+    where = " and ".join(f"{counts[split]} in {split}/" for split in SPLITS if counts[split])
+    warnings.warn(
+        f"{source}: skipped {where} that are not images in a class folder (extensions: "
+        f"{' '.join(sorted(IMAGE_EXTENSIONS))}), e.g. {min(name for _, name in skipped)}; "
+        "convert them if they belong to the dataset",
+        stacklevel=2,
+    )
+
+
 def _build(source: Path, name: str) -> Dataset:
-    entries = _archive_entries(source) if source.is_file() else list(_tree_entries(source))
+    entries, skipped = _archive_entries(source) if source.is_file() else _tree_entries(source)
+    _warn_skipped(source, skipped)
     by_split = {
         split: sorted((e for e in entries if e.split == split), key=lambda e: (e.class_name, e.name))
         for split in SPLITS
@@ -238,8 +358,9 @@ def load_imagefolder(path: Path, cache_dir: Path, name: str = "imagefolder") -> 
     """Load an ImageFolder tree or archive (see :func:`resolve_imagefolder`) as a :class:`Dataset`.
 
     Class names are the sorted class folder names of ``train/`` (``test/`` must have the same ones);
-    labels index them. Within a class, images are ordered by path. Decoded arrays are cached under
-    ``cache_dir``, keyed by ``name`` and the source files' paths, sizes and mtimes.
+    labels index them. Within a class, images are ordered by path. Symlinked folders in a tree and
+    link members in an archive are followed. Decoded arrays are cached under ``cache_dir``, keyed by
+    ``name`` and the source files' paths, sizes, mtimes, ctimes and inodes.
 
     Raises:
         DataError: no tree/archive at ``path``, mismatched classes, or an undecodable or odd-sized image.
