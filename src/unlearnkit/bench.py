@@ -71,10 +71,10 @@ class BenchConfig:
         for name, overrides in self.hparams.items():
             if name in ("original", "retrain"):
                 raise ValueError(f"--hparam {name}.*: the {name} reference row takes no hyperparameters (--epochs sets the training recipe)")
-            get_method(name)  # an unknown name is named as such, with the valid ones
+            method_cls = get_method(name)  # an unknown name is named as such, with the valid ones
             if name not in self.methods:
                 raise ValueError(f"hyperparameters were given for {name!r}, which is not among --methods {self.methods}")
-            make_params(get_method(name), overrides)  # a typo fails now, not after training
+            make_params(method_cls, overrides)  # a typo fails now, not after training
         if self.seeds < 1:
             raise ValueError(f"--seeds must be at least 1; got {self.seeds}")
         if self.recipe is not None and self.recipe.epochs < 1:  # 0 epochs would cache an untrained "original"

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from unlearnkit.checkpoint import CheckpointError, load_state, read_sidecar, read_tensors, save_tensors
+from unlearnkit.checkpoint import CheckpointError, load_state, read_sidecar, read_tensors, save_tensors, sidecar_path
 from unlearnkit.data import Augment, Dataset, DeviceImages, available_datasets, dataset_info
 from unlearnkit.inference import accuracy
 from unlearnkit.models import build_from_spec
@@ -219,7 +219,7 @@ def _save_partial(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
     """The epoch a matching partial checkpoint at ``path`` reached (0 if none) and the seconds
     trained before it; its weights and momentum are loaded into ``model`` and ``optimizer``."""
-    if not (path.exists() and path.with_suffix(".json").exists()):
+    if not (path.exists() and sidecar_path(path).exists()):
         return 0, 0.0
     try:
         meta = read_sidecar(path)
@@ -303,7 +303,7 @@ def train_cached(
     model = _initial_model(spec, job.seed)
     key = job.key()
     path = cache_dir / "models" / f"{key}.safetensors"
-    if path.exists() and path.with_suffix(".json").exists():
+    if path.exists() and sidecar_path(path).exists():
         try:
             meta = load_state(model, path, same_save=True)
         except CheckpointError as err:  # a damaged cache entry is retrained and replaced, not fatal

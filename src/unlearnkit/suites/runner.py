@@ -104,10 +104,7 @@ def paper_layout(rows: list[dict[str, Any]], config: SuiteConfig) -> tuple[Table
         table.add_column(header, justify="left" if i < 2 else "right", no_wrap=True, style="cyan" if header.endswith(PAPER_SUFFIX) else None)
     for cells in body:
         table.add_row(*cells, style="bold" if cells[1] == "retrain (oracle)" else None)
-    markdown = "\n".join(
-        [f"**{_title(config)}** ({config.source})", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        + ["| " + " | ".join(cells) + " |" for cells in body]
-    )
+    markdown = _markdown(f"**{_title(config)}** ({config.source})", headers, body)
     return table, markdown, layout_notes(rows, config, paper)
 
 
@@ -245,11 +242,8 @@ def sine_table(rows: list[dict[str, Any]], methods: tuple[str, ...], title: str)
         table.add_column(header, justify="right", no_wrap=True)
     for cells in body:
         table.add_row(*cells)
-    markdown = "\n".join(
-        [f"**{title}**: median (central range) \\| paper median", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-    )
-    return table, markdown
+    escaped = [[c.replace("|", "\\|") for c in cells] for cells in body]  # a cell holds "ours | paper"
+    return table, _markdown(f"**{title}**: median (central range) \\| paper median", headers, escaped)
 
 
 SINE_GRID_NOTES = {
@@ -336,9 +330,13 @@ def _flat_table(title: str, rows: list[dict[str, Any]]) -> tuple[Table, str]:
         table.add_column(key, justify="right", no_wrap=True)
     for line in cells:
         table.add_row(*line)
-    markdown = "\n".join([f"### {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-                         + ["| " + " | ".join(line) + " |" for line in cells])
-    return table, markdown
+    return table, _markdown(f"### {title}", keys, cells)
+
+
+def _markdown(heading: str, headers: list[str], body: list[list[str]]) -> str:
+    """``heading``, a blank line, then a Markdown table of ``headers`` and the rows of ``body``."""
+    lines = [heading, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
 def _as_row(part: str, row: Any) -> dict[str, Any]:

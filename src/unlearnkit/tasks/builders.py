@@ -105,10 +105,10 @@ def random_request(dataset: Dataset, amount: float | int, seed: int = 0) -> Forg
     """
     n = len(dataset.train)
     count = _forget_count(amount, n)
-    if count <= 0:
-        rounded = f" ({amount} x {n} rounds to 0 samples)" if isinstance(amount, float | np.floating) else ""
+    if count <= 0:  # only a fraction gets here: _forget_count refuses counts below 1
         raise RequestError(
-            f"forgetting {amount} of {n} samples gives an empty forget set{rounded}; use a larger fraction or a count >= 1"
+            f"forgetting {amount} of {n} samples gives an empty forget set ({amount} x {n} rounds to 0 samples); "
+            "use a larger fraction or a count >= 1"
         )
     if count >= n:
         raise RequestError(f"forgetting {count} of {n} samples would leave nothing to retain; use a fraction in (0, 1)")
